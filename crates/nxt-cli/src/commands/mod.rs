@@ -1,0 +1,21 @@
+//! Subcommands of `nxt`. One module per command family; each exposes an `Args` struct and a
+//! `run(args) -> anyhow::Result<()>`.
+
+use clap::Subcommand;
+
+/// All subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the version and exit.
+    Version,
+}
+
+/// Dispatch one subcommand.
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Version => {
+            println!("nxt {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! nxt-core (being written).

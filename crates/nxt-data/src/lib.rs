@@ -1,0 +1,1 @@
+//! nxt-data (being written).

@@ -1,0 +1,1 @@
+//! nxt-llm (being written).

@@ -1,0 +1,1 @@
+//! nxt-trace (being written).
