@@ -1,1 +1,137 @@
-//! nxt-llm (being written).
+//! `nxt-llm`: text generation behind one [`Generator`] interface.
+//!
+//! Backends (each in its own module):
+//! * `engine`: the embedded candle engine (own differentiable Qwen2/Llama modules, tokenizer,
+//!   chat templates, sampling with a shared prompt prefix). The default.
+//! * `openai`: a client for OpenAI-compatible servers (vLLM, SGLang, llama.cpp, Ollama, OpenAI).
+//! * `server`: an OpenAI-compatible HTTP server over any [`Generator`] (`nxt serve`).
+//!
+//! The types in this file are the contract shared by the backends and by `nxt-core`.
+
+use serde::{Deserialize, Serialize};
+
+/// One chat message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// Message text.
+    pub content: String,
+}
+
+/// A prompt: plain text for completion models, or a chat for instruction-tuned ones.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Prompt {
+    /// Raw text continued by the model (`/v1/completions`).
+    Text(String),
+    /// Messages rendered with the model's chat template (`/v1/chat/completions`).
+    Chat(Vec<ChatMessage>),
+}
+
+/// Sampling settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SamplingParams {
+    /// 0 means greedy.
+    pub temperature: f32,
+    /// Nucleus sampling mass (1.0 disables).
+    pub top_p: f32,
+    /// Keep only the k most likely tokens (None disables).
+    pub top_k: Option<usize>,
+    /// Most new tokens per completion.
+    pub max_tokens: usize,
+    /// Generation stops before any of these strings (not included in the text).
+    pub stop: Vec<String>,
+    /// Seed for reproducible sampling.
+    pub seed: Option<u64>,
+    /// Return per-token log-probabilities of the sampled tokens.
+    pub logprobs: bool,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: None,
+            max_tokens: 512,
+            stop: Vec::new(),
+            seed: None,
+            logprobs: false,
+        }
+    }
+}
+
+/// A request for `n` completions of one prompt.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GenerationRequest {
+    /// The prompt.
+    pub prompt: Prompt,
+    /// Number of samples.
+    pub n: usize,
+    /// Sampling settings.
+    pub params: SamplingParams,
+}
+
+/// Why a completion ended.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// End-of-sequence token or a stop string.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+}
+
+/// One sampled completion.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Completion {
+    /// Generated text (stop string excluded).
+    pub text: String,
+    /// Tokens in the prompt (as the backend counted them).
+    pub prompt_tokens: usize,
+    /// Tokens generated.
+    pub completion_tokens: usize,
+    /// Why it ended.
+    pub finish_reason: FinishReason,
+    /// Log-probabilities of the sampled tokens, when requested and available.
+    pub logprobs: Option<Vec<f32>>,
+}
+
+/// Errors of generation backends.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    /// Model files missing or malformed.
+    #[error("model error: {0}")]
+    Model(String),
+    /// Network or server failure after retries.
+    #[error("server error: {0}")]
+    Server(String),
+    /// The request is invalid for this backend.
+    #[error("invalid request: {0}")]
+    Request(String),
+    /// I/O error.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A text generator. Implementations are thread-safe; calls may block.
+pub trait Generator: Send + Sync {
+    /// Human-readable name (model path, hub id or endpoint).
+    fn name(&self) -> String;
+
+    /// `request.n` completions of one prompt.
+    fn generate(&self, request: &GenerationRequest) -> Result<Vec<Completion>, LlmError>;
+
+    /// Many requests; `on_done(index, result)` is called as each finishes (any order).
+    /// Backends that can overlap requests (HTTP) override this.
+    fn generate_many(
+        &self,
+        requests: &[GenerationRequest],
+        on_done: &mut dyn FnMut(usize, Result<Vec<Completion>, LlmError>),
+    ) {
+        for (i, r) in requests.iter().enumerate() {
+            on_done(i, self.generate(r));
+        }
+    }
+}
