@@ -1,1 +1,283 @@
-//! nxt-trace (being written).
+//! `nxt-trace`: execution traces of Python programs, rendered as NExT inline comments.
+//!
+//! Capture runs a Python driver ([`TRACER_PY`], shipped inside the binary) through the
+//! sandbox ([`nxt_sandbox::Pool::run_driver`]): it executes the program and then one test under
+//! `sys.settrace`, recording per executed statement the variables it assigned or changed, call
+//! arguments, return values and exceptions, with one global step counter (NEXT_SPEC.md section
+//! 2). Rendering happens here in Rust: [`render`] with a [`Format`] and [`RenderOptions`].
+//!
+//! ```no_run
+//! # fn demo(pool: &nxt_sandbox::Pool) -> Result<(), nxt_trace::TraceError> {
+//! use nxt_trace::{render, trace, Format, RenderOptions, TraceRequest};
+//! let req = TraceRequest::new("def f(x):\n    return x + 1\n", "assert f(1) == 3");
+//! let t = trace(pool, &req)?;
+//! println!("{}", render(&t, Format::Inline, &RenderOptions::default()));
+//! # Ok(()) }
+//! ```
+
+pub mod corpus;
+pub mod model;
+pub mod render;
+pub mod runner;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use model::{Event, EventKind, TestOutcome, Trace, Truncation, TruncationReason, Var};
+pub use nxt_sandbox::{Limits, SetupPlacement};
+pub use render::{
+    render, render_measured, source_is_strippable, split_lines, strip_inline_comments, Format,
+    RenderOptions,
+};
+pub use runner::{DirectRunner, DriverRunner};
+
+/// The Python tracer driver (runs as `__main__` inside the sandbox).
+pub const TRACER_PY: &str = include_str!("../python/tracer.py");
+
+/// Errors of tracing (never of the traced program: its failures are part of the [`Trace`]).
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// The sandbox could not run the driver.
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] nxt_sandbox::SandboxError),
+    /// The driver ended without reporting (a tracer bug, or the program killed its process).
+    #[error("tracer driver ended without a result ({outcome:?}); stderr: {stderr}")]
+    Driver {
+        /// How the driver run ended.
+        outcome: TestOutcome,
+        /// Its stderr (bounded).
+        stderr: String,
+    },
+    /// The driver's answer could not be decoded.
+    #[error("tracer answer is not valid: {0}")]
+    Decode(String),
+}
+
+/// Capture settings (the Python side's budgets and repr bounds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaptureOptions {
+    /// Most numbered steps recorded; then the trace is marked truncated (the run goes on,
+    /// untraced, so the verdict stays right).
+    pub max_events: u64,
+    /// Wall time spent recording before the trace is marked truncated.
+    pub time_budget: Duration,
+    /// Wall time of the whole run (program + test); past it the run stops with a `Timeout`
+    /// verdict and the trace recorded so far.
+    pub run_budget: Duration,
+    /// Longest repr kept at capture time (longer ones keep a head and a tail around `...`).
+    pub repr_max_len: usize,
+    /// Most items shown of a list, tuple, set or dict.
+    pub repr_max_items: usize,
+    /// Deepest nesting shown of containers.
+    pub repr_max_depth: usize,
+    /// Also record the unbounded repr of every return value ([`Trace::real_returns`]).
+    pub verify: bool,
+    /// Bytes of print output kept.
+    pub stdout_max: usize,
+}
+
+impl Default for CaptureOptions {
+    fn default() -> Self {
+        CaptureOptions {
+            max_events: 10_000,
+            time_budget: Duration::from_secs(5),
+            run_budget: Duration::from_secs(10),
+            repr_max_len: 1000,
+            repr_max_items: 50,
+            repr_max_depth: 6,
+            verify: false,
+            stdout_max: 64 * 1024,
+        }
+    }
+}
+
+/// One program traced on one test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceRequest {
+    /// Program source.
+    pub program: String,
+    /// The test statement(s), appended after the program and traced in the same run.
+    pub test: String,
+    /// Setup code run (untraced) in the same namespace.
+    pub setup: Option<String>,
+    /// Where the setup code runs.
+    pub setup_placement: SetupPlacement,
+    /// Capture budgets and bounds.
+    pub capture: CaptureOptions,
+    /// Sandbox memory limit in bytes.
+    pub memory_bytes: u64,
+}
+
+impl TraceRequest {
+    /// A request with default settings.
+    pub fn new(program: impl Into<String>, test: impl Into<String>) -> Self {
+        TraceRequest {
+            program: program.into(),
+            test: test.into(),
+            setup: None,
+            setup_placement: SetupPlacement::AfterProgram,
+            capture: CaptureOptions::default(),
+            memory_bytes: 1 << 30,
+        }
+    }
+
+    /// The sandbox job that runs this request.
+    pub fn driver_job(&self) -> DriverJob {
+        let (_, test_first_line) = document(&self.program, &self.test);
+        let c = &self.capture;
+        let payload = serde_json::json!({
+            "program": self.program,
+            "test": self.test,
+            "setup": self.setup,
+            "setup_after": self.setup_placement == SetupPlacement::AfterProgram,
+            "test_offset": test_first_line - 1,
+            "max_events": c.max_events,
+            "time_budget_s": c.time_budget.as_secs_f64(),
+            "run_budget_s": c.run_budget.as_secs_f64(),
+            "repr_max_len": c.repr_max_len,
+            "repr_max_items": c.repr_max_items,
+            "repr_max_depth": c.repr_max_depth,
+            "verify": c.verify,
+            "stdout_max": c.stdout_max,
+        });
+        DriverJob {
+            driver: TRACER_PY.to_string(),
+            payload: payload.to_string().into_bytes(),
+            limits: Limits {
+                test_timeout: c.run_budget + Duration::from_secs(5),
+                job_timeout: c.run_budget + Duration::from_secs(5),
+                memory_bytes: self.memory_bytes,
+                output_bytes: 64 * 1024,
+            },
+            max_emit_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+pub use nxt_sandbox::DriverJob;
+
+/// The traced document: the program, a blank line, then the test, each ending with a newline
+/// (one is added when missing; `\r\n` when the program uses it). Returns the text and the 1-based line where the test starts.
+pub fn document(program: &str, test: &str) -> (String, u32) {
+    let eol = if program.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut doc = String::with_capacity(program.len() + test.len() + 6);
+    doc.push_str(program);
+    if !program.is_empty() && !program.ends_with('\n') && !program.ends_with('\r') {
+        doc.push_str(eol);
+    }
+    let program_lines = split_lines(&doc).len() as u32;
+    doc.push_str(eol);
+    doc.push_str(test);
+    if !test.ends_with('\n') && !test.ends_with('\r') {
+        doc.push_str(eol);
+    }
+    (doc, program_lines + 2)
+}
+
+/// Trace `req.program` on `req.test` through the sandbox `runner` (normally a
+/// [`nxt_sandbox::Pool`]).
+pub fn trace<R: DriverRunner + ?Sized>(runner: &R, req: &TraceRequest) -> Result<Trace, TraceError> {
+    let job = req.driver_job();
+    let res = runner.run_driver(&job)?;
+    let (source, test_first_line) = document(&req.program, &req.test);
+    match res.emitted {
+        Some(bytes) => decode(&bytes, source, test_first_line),
+        None => match res.outcome {
+            TestOutcome::Timeout | TestOutcome::MemoryExceeded | TestOutcome::Crashed { .. } => {
+                Ok(Trace {
+                    source,
+                    test_first_line,
+                    events: Vec::new(),
+                    truncated: Some(Truncation {
+                        reason: TruncationReason::Killed,
+                        at_step: 0,
+                        line: None,
+                    }),
+                    verdict: res.outcome,
+                    load_error: None,
+                    stdout: String::new(),
+                    python: String::new(),
+                    real_returns: Vec::new(),
+                })
+            }
+            outcome => Err(TraceError::Driver {
+                outcome,
+                stderr: render::clip(&res.stderr, 4000),
+            }),
+        },
+    }
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    python: String,
+    load_error: Option<TestOutcome>,
+    events: Vec<(u64, u32, String, serde_json::Value)>,
+    truncated: Option<RawTrunc>,
+    verdict: TestOutcome,
+    stdout: String,
+    returns: Vec<(u64, Option<String>)>,
+}
+
+#[derive(Deserialize)]
+struct RawTrunc {
+    reason: TruncationReason,
+    at_step: u64,
+    line: Option<u32>,
+}
+
+/// Decode the driver's JSON answer into a [`Trace`] of the given document.
+pub fn decode(bytes: &[u8], source: String, test_first_line: u32) -> Result<Trace, TraceError> {
+    let raw: Raw = serde_json::from_slice(bytes).map_err(|e| TraceError::Decode(e.to_string()))?;
+    let mut events = Vec::with_capacity(raw.events.len());
+    for (step, line, kind, data) in raw.events {
+        let text = |d: serde_json::Value| match d {
+            serde_json::Value::String(s) => Ok(s),
+            other => Err(TraceError::Decode(format!(
+                "step {step}: expected a string, got {other}"
+            ))),
+        };
+        let kind = match kind.as_str() {
+            "call" | "line" => {
+                let vars: Vec<(String, String)> = serde_json::from_value(data)
+                    .map_err(|e| TraceError::Decode(format!("step {step}: {e}")))?;
+                let vars = vars
+                    .into_iter()
+                    .map(|(name, value)| Var { name, value })
+                    .collect();
+                if kind == "call" {
+                    EventKind::Call { vars }
+                } else {
+                    EventKind::Line { vars }
+                }
+            }
+            "return" => EventKind::Return { value: text(data)? },
+            "yield" => EventKind::Yield { value: text(data)? },
+            "exception" => EventKind::Exception {
+                exception: text(data)?,
+            },
+            other => {
+                return Err(TraceError::Decode(format!(
+                    "step {step}: unknown event kind `{other}`"
+                )))
+            }
+        };
+        events.push(Event { step, line, kind });
+    }
+    Ok(Trace {
+        source,
+        test_first_line,
+        events,
+        truncated: raw.truncated.map(|t| Truncation {
+            reason: t.reason,
+            at_step: t.at_step,
+            line: t.line,
+        }),
+        verdict: raw.verdict,
+        load_error: raw.load_error,
+        stdout: raw.stdout,
+        python: raw.python,
+        real_returns: raw.returns,
+    })
+}

@@ -1,0 +1,823 @@
+# nxt-trace driver: records an execution trace of a program + one test, for NExT inline traces.
+#
+# Runs as __main__ inside the nxt sandbox with two injected functions: nxt_payload() -> bytes
+# (a JSON request) and nxt_emit(bytes) (the JSON answer, called once). Works on CPython 3.8+.
+# Shipped inside the nxt binary (include_str!); see crates/nxt-trace/src/lib.rs for the schema.
+import ast
+import builtins
+import json
+import re
+import sys
+import time
+import tokenize
+import io
+import dis
+
+PROGRAM_FILE = "<nxt-program>"
+TEST_FILE = "<nxt-test>"
+SETUP_FILE = "<nxt-setup>"
+
+_ADDR = re.compile(r" at 0x[0-9a-fA-F]+>")
+_SCALARS = frozenset([int, float, complex, str, bytes, bool, type(None), range])
+_IMMUTABLE = frozenset(
+    [int, float, complex, str, bytes, bool, type(None), range, type, type(len), type(lambda: 0),
+     type(sys)]
+)
+_SKIP_EXC = frozenset([StopIteration, StopAsyncIteration, GeneratorExit])
+_LOOP_NODES = (ast.For, ast.AsyncFor)
+_COMP_NAMES = frozenset(["<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"])
+_OPNAMES = dis.opname
+_CO_GENERATOR = 0x20 | 0x200  # generator | async generator
+
+
+class _Budget(BaseException):
+    """Raised inside the traced program when the run budget is spent."""
+
+
+class Repr(object):
+    """Bounded repr: limits on length, items and depth; never raises."""
+
+    def __init__(self, max_len, max_items, max_depth):
+        self.max_len = max(16, max_len)
+        self.max_items = max(1, max_items)
+        self.max_depth = max(1, max_depth)
+        self.truncated = False
+        self.big = 10 ** 4000
+
+    def cut(self, r):
+        if len(r) <= self.max_len:
+            return r
+        self.truncated = True
+        tail = self.max_len // 4
+        head = self.max_len - tail - 3
+        return r[:head] + "..." + r[-tail:]
+
+    def __call__(self, v):
+        self.truncated = False
+        try:
+            return self.rep(v, 0, ())
+        except RecursionError:
+            self.truncated = True
+            return "<repr failed: RecursionError>"
+        except BaseException as e:  # a user __repr__ may raise anything
+            self.truncated = True
+            return "<repr failed: %s>" % type(e).__name__
+
+    def bigint(self, v):
+        self.truncated = True
+        a = -v if v < 0 else v
+        sign = "-" if v < 0 else ""
+        bits = a.bit_length()
+        if bits > 3000000:
+            return "%s<int with about %d digits>" % (sign, int(bits * 0.30103))
+        nd = int(bits * 0.30103)  # digits, maybe one too few
+        k = 12
+        tail = str(a % 10 ** k).rjust(k, "0")
+        head = str(a // 10 ** (nd - k))[:k]
+        return "%s%s...%s" % (sign, head, tail)
+
+    def rep(self, v, depth, path):
+        t = type(v)
+        if t is int:
+            if -self.big < v < self.big:
+                return repr(v)
+            return self.bigint(v)
+        if t is str:
+            n = len(v)
+            if n <= self.max_len:
+                return self.cut(repr(v))
+            self.truncated = True
+            tail = self.max_len // 4
+            head = self.max_len - tail - 3
+            return repr(v[:head])[:-1] + "..." + repr(v[-tail:])[1:]
+        if t is float or t is bool or v is None:
+            return repr(v)
+        if t is list or t is tuple or t is set or t is frozenset or t is dict:
+            if not v:
+                return repr(v)
+            i = id(v)
+            if i in path:
+                self.truncated = True
+                return "{...}" if t is dict else "[...]"
+            if depth >= self.max_depth:
+                self.truncated = True
+                return {list: "[...]", tuple: "(...)", dict: "{...}"}.get(t, "{...}")
+            path = path + (i,)
+            parts = []
+            total = 0
+            n = 0
+            if t is dict:
+                for k, x in v.items():
+                    if n >= self.max_items or total > self.max_len:
+                        parts.append("...")
+                        self.truncated = True
+                        break
+                    s = self.rep(k, depth + 1, path) + ": " + self.rep(x, depth + 1, path)
+                    parts.append(s)
+                    total += len(s) + 2
+                    n += 1
+            else:
+                items = v
+                if t is set or t is frozenset:
+                    items = list(v)  # iteration order is what repr() shows
+                size = len(v)
+                keep_tail = 0
+                if size > self.max_items and (t is list or t is tuple):
+                    keep_tail = max(1, self.max_items // 4)
+                limit = self.max_items - keep_tail
+                for x in items:
+                    if n >= limit or total > self.max_len:
+                        parts.append("...")
+                        self.truncated = True
+                        break
+                    s = self.rep(x, depth + 1, path)
+                    parts.append(s)
+                    total += len(s) + 2
+                    n += 1
+                if keep_tail and n < size:
+                    if parts[-1] != "...":
+                        parts.append("...")
+                    for x in v[max(n, size - keep_tail):]:
+                        parts.append(self.rep(x, depth + 1, path))
+            body = ", ".join(parts)
+            if t is list:
+                r = "[" + body + "]"
+            elif t is tuple:
+                r = "(" + body + (",)" if len(v) == 1 else ")")
+            elif t is dict:
+                r = "{" + body + "}"
+            elif t is set:
+                r = "{" + body + "}"
+            else:
+                r = "frozenset({" + body + "})"
+            return self.cut(r)
+        r = repr(v)
+        if type(r) is not str:
+            r = str(r)
+        if " at 0x" in r:
+            r = _ADDR.sub(">", r)
+        return self.cut(r)
+
+
+def _immutable(v):
+    t = type(v)
+    if t in _IMMUTABLE:
+        return True
+    if t is tuple or t is frozenset:
+        for x in v:
+            if type(x) not in _SCALARS:
+                return False
+        return True
+    return False
+
+
+def _split_lines(text):
+    """Physical lines with Python's own terminators (\\r\\n, \\n, \\r), terminators kept."""
+    return re.findall(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$", text)
+
+
+class Source(object):
+    """Static facts about one source text (program or test): statement anchors, assigned names."""
+
+    def __init__(self, text, offset):
+        self.offset = offset  # document line = source line + offset
+        self.line_anchor = {}  # physical line -> anchor (first line of its statement header)
+        self.header_end = {}  # anchor -> last line of its header
+        self.assigned = {}  # anchor -> tuple of names the statement assigns
+        self.skip = {}  # anchor -> names bound by def / class / import (never reported)
+        self.loop_body = {}  # anchor of a for statement -> (first, last) line of its body
+        self.render = {}  # anchor -> document line that carries its comment
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError):
+            return
+        self._walk_body(tree.body)
+        ok = self._annotatable(text)
+        for anchor, end in self.header_end.items():
+            line = end
+            if ok is not None:
+                for ln in range(anchor, end + 1):
+                    if ln in ok:
+                        line = ln
+                        break
+            self.render[anchor] = line + offset
+
+    @staticmethod
+    def _annotatable(text):
+        try:
+            ok = set()
+            for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+                if tok.type in (tokenize.NEWLINE, tokenize.NL, tokenize.COMMENT):
+                    ok.add(tok.start[0])
+            return ok
+        except Exception:
+            return None
+
+    def _walk_body(self, body):
+        for node in body:
+            self._stmt(node)
+
+    def _map(self, first, last, anchor):
+        for ln in range(first, last + 1):
+            self.line_anchor[ln] = anchor
+
+    def _stmt(self, node):
+        anchor = node.lineno
+        bodies = []
+        for field in ("body", "orelse", "finalbody"):
+            b = getattr(node, field, None)
+            if isinstance(b, list) and b and isinstance(b[0], ast.stmt):
+                bodies.append(b)
+        handlers = getattr(node, "handlers", None) or []
+        cases = getattr(node, "cases", None) or []
+        if bodies or handlers or cases:
+            first_child = min(
+                [b[0].lineno for b in bodies]
+                + [h.lineno for h in handlers]
+                + [c.pattern.lineno for c in cases]
+            )
+            end = max(anchor, first_child - 1)
+            # a header never extends past its own last token
+            hdr_last = anchor
+            for sub in self._header_parts(node):
+                hdr_last = max(hdr_last, _max_line(sub))
+            end = min(end, max(hdr_last, anchor))
+        else:
+            end = getattr(node, "end_lineno", None) or anchor
+        decos = getattr(node, "decorator_list", None) or []
+        for d in decos:
+            self._map(d.lineno, getattr(d, "end_lineno", d.lineno) or d.lineno, anchor)
+        self._map(anchor, end, anchor)
+        self.header_end[anchor] = max(self.header_end.get(anchor, end), end)
+        names = []
+        skip = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            skip.append(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for a in node.names:
+                skip.append((a.asname or a.name).split(".")[0])
+        elif isinstance(node, ast.Assign):
+            for t in node.targets:
+                _targets(t, names)
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            if not isinstance(node, ast.AnnAssign) or node.value is not None:
+                _targets(node.target, names)
+        elif isinstance(node, _LOOP_NODES):
+            _targets(node.target, names)
+            body = node.body
+            last = max(getattr(s, "end_lineno", s.lineno) or s.lineno for s in body)
+            self.loop_body[anchor] = (body[0].lineno, last)
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            for item in node.items:
+                if item.optional_vars is not None:
+                    _targets(item.optional_vars, names)
+            body = node.body
+            last = max(getattr(s, "end_lineno", s.lineno) or s.lineno for s in body)
+            self.loop_body[anchor] = (body[0].lineno, last)  # `as` targets bind on entry only
+        for part in self._header_parts(node):
+            _walrus(part, names)
+        if names:
+            prev = self.assigned.get(anchor, ())
+            self.assigned[anchor] = prev + tuple(n for n in names if n not in prev)
+        if skip:
+            self.skip[anchor] = self.skip.get(anchor, frozenset()) | frozenset(skip)
+        for b in bodies:
+            self._walk_body(b)
+        for h in handlers:
+            hend = max(h.lineno, h.body[0].lineno - 1) if h.body else h.lineno
+            if h.type is not None:
+                hend = min(hend, max(h.lineno, getattr(h.type, "end_lineno", h.lineno) or h.lineno))
+            self._map(h.lineno, hend, h.lineno)
+            self.header_end[h.lineno] = max(self.header_end.get(h.lineno, hend), hend)
+            if h.name:
+                prev = self.assigned.get(h.lineno, ())
+                if h.name not in prev:
+                    self.assigned[h.lineno] = prev + (h.name,)
+            self._walk_body(h.body)
+        for c in cases:
+            self._map(c.pattern.lineno, c.pattern.lineno, c.pattern.lineno)
+            self.header_end.setdefault(c.pattern.lineno, c.pattern.lineno)
+            capt = []
+            for sub in ast.walk(c.pattern):
+                nm = getattr(sub, "name", None)
+                if isinstance(nm, str):
+                    capt.append(nm)
+            if capt:
+                self.assigned[c.pattern.lineno] = tuple(capt)
+            self._walk_body(c.body)
+
+    @staticmethod
+    def _header_parts(node):
+        """Expression parts of a statement's header (not of its nested bodies)."""
+        out = []
+        for field, value in ast.iter_fields(node):
+            if field in ("body", "orelse", "finalbody", "handlers", "cases"):
+                if isinstance(value, list) and value and isinstance(value[0], (ast.stmt, ast.AST)):
+                    if field != "orelse" or isinstance(value[0], ast.stmt):
+                        continue
+            if isinstance(value, ast.AST):
+                out.append(value)
+            elif isinstance(value, list):
+                out.extend(x for x in value if isinstance(x, ast.AST))
+        return out
+
+
+def _targets(t, names):
+    if isinstance(t, ast.Name):
+        if t.id not in names:
+            names.append(t.id)
+    elif isinstance(t, (ast.Tuple, ast.List)):
+        for e in t.elts:
+            _targets(e, names)
+    elif isinstance(t, ast.Starred):
+        _targets(t.value, names)
+    elif isinstance(t, ast.Subscript):
+        base = t.value
+        while isinstance(base, ast.Subscript):
+            base = base.value
+        if isinstance(base, ast.Name) and base.id not in names:
+            names.append(base.id)
+
+
+def _max_line(node):
+    m = 0
+    for n in ast.walk(node):
+        ln = getattr(n, "end_lineno", None) or getattr(n, "lineno", None)
+        if isinstance(ln, int) and ln > m:
+            m = ln
+    return m
+
+
+def _walrus(node, names):
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.Lambda) or isinstance(n, ast.stmt):
+            continue
+        if n.__class__.__name__ == "NamedExpr" and isinstance(n.target, ast.Name):
+            if n.target.id not in names:
+                names.append(n.target.id)
+        stack.extend(ast.iter_child_nodes(n))
+
+
+class CodeInfo(object):
+    __slots__ = ("src", "kind", "def_line", "args", "module")
+
+    def __init__(self, src, code):
+        self.src = src
+        name = code.co_name
+        self.module = not (code.co_flags & 0x01)  # module or class body: a namespace, no return
+        if name in _COMP_NAMES:
+            self.kind = 0  # not traced: comprehension / generator expression frames
+        elif code.co_flags & _CO_GENERATOR:
+            self.kind = 2
+        else:
+            self.kind = 1
+        anchor = src.line_anchor.get(code.co_firstlineno, code.co_firstlineno)
+        self.def_line = src.render.get(anchor, anchor + src.offset)
+        n = code.co_argcount + code.co_kwonlyargcount
+        if code.co_flags & 0x04:
+            n += 1
+        if code.co_flags & 0x08:
+            n += 1
+        self.args = code.co_varnames[:n]
+
+
+class FrameState(object):
+    __slots__ = ("info", "anchor", "snap", "exc", "started")
+
+    def __init__(self, info):
+        self.info = info
+        self.anchor = None  # statement that is running (line event seen, not yet completed)
+        self.snap = {}  # name -> (object, repr, immutable)
+        self.exc = None  # exception raised in the running statement
+        self.started = False
+
+
+class Tracer(object):
+    def __init__(self, req, sources):
+        self.sources = sources  # filename -> Source
+        self.rep = Repr(req.get("repr_max_len", 1000), req.get("repr_max_items", 50),
+                        req.get("repr_max_depth", 6))
+        self.max_events = req.get("max_events", 10000)
+        self.verify = bool(req.get("verify", False))
+        self.events = []
+        self.returns = []  # [step, real repr] when verify
+        self.step = 0
+        self.codes = {}
+        self.states = {}
+        self.recording = True
+        self.truncated = None
+        self.t0 = time.perf_counter()
+        self.trace_deadline = self.t0 + req.get("time_budget_s", 5.0)
+        self.run_deadline = self.t0 + req.get("run_budget_s", 10.0)
+        self.tick = 0
+        self.last_line = None
+        self.reported_exc = None
+        self.on_budget = None  # callable(reason) that emits and exits
+
+    # -- helpers ---------------------------------------------------------------------------
+    def info_for(self, code):
+        info = self.codes.get(code)
+        if info is None:
+            src = self.sources.get(code.co_filename)
+            info = CodeInfo(src, code) if src is not None else False
+            self.codes[code] = info
+        return info
+
+    def emit(self, line, kind, data):
+        if self.step >= self.max_events:
+            self.stop("steps", line)
+            return None
+        ev = [self.step, line, kind, data]
+        self.events.append(ev)
+        self.step += 1
+        self.last_line = line
+        return ev
+
+    def stop(self, reason, line):
+        if self.truncated is None:
+            self.truncated = {"reason": reason, "at_step": self.step,
+                              "line": line if line is not None else self.last_line}
+        self.recording = False
+
+    def capture(self, v):
+        r = self.rep(v)
+        return r
+
+    def snapshot_all(self, st, loc):
+        snap = {}
+        for k, v in loc.items():
+            if k[:1] == "." or (k[:2] == "__" and k[-2:] == "__"):
+                continue
+            snap[k] = (v, None, _immutable(v))
+        st.snap = snap
+
+    # -- statement completion ----------------------------------------------------------------
+    def complete(self, frame, st, next_line):
+        """The statement st.anchor finished (next_line: the line about to run, or None)."""
+        anchor = st.anchor
+        st.anchor = None
+        src = st.info.src
+        assigned = () if st.exc is not None else src.assigned.get(anchor, ())
+        if assigned and anchor in src.loop_body:
+            b = src.loop_body[anchor]
+            if next_line is None or not (b[0] <= next_line <= b[1]):
+                assigned = ()  # the loop was exhausted: its target was not assigned again
+        skip = src.skip.get(anchor)
+        st.exc = None
+        loc = frame.f_locals
+        snap = st.snap
+        out = None
+        rep = self.rep
+        for k, v in loc.items():
+            old = snap.get(k)
+            if old is None:
+                if k[:1] == "." or (k[:2] == "__" and k[-2:] == "__"):
+                    continue
+                if skip is not None and k in skip:
+                    snap[k] = (v, None, True)
+                    continue
+                r = rep(v)
+                snap[k] = (v, r, _immutable(v))
+            elif old[0] is not v:
+                if skip is not None and k in skip:
+                    snap[k] = (v, None, True)
+                    continue
+                r = rep(v)
+                snap[k] = (v, r, _immutable(v))
+            elif k in assigned:
+                r = old[1]
+                if r is None or not old[2]:
+                    r = rep(v)
+                    snap[k] = (v, r, old[2])
+            elif not old[2]:
+                r = rep(v)
+                if r == old[1]:
+                    continue
+                snap[k] = (v, r, False)
+                if old[1] is None:
+                    continue  # first look at a value inherited from the caller's snapshot
+            else:
+                continue
+            if out is None:
+                out = []
+            out.append([k, r])
+        if assigned and not st.info.module:
+            for k in assigned:
+                if k not in loc:
+                    g = frame.f_globals
+                    if k in g:  # a `global` name assigned by this statement
+                        if out is None:
+                            out = []
+                        out.append([k, rep(g[k])])
+        if out is not None and self.recording:
+            line = src.render.get(anchor, anchor + src.offset)
+            self.emit(line, "line", out)
+
+    # -- the trace functions -----------------------------------------------------------------
+    def global_trace(self, frame, event, arg):
+        info = self.info_for(frame.f_code)
+        if not info or not info.kind:
+            return None
+        try:
+            return self._call(frame, info)
+        except _Budget:
+            raise
+        except Exception:
+            return self.local_trace
+
+    def _call(self, frame, info):
+        st = self.states.get(frame)
+        if st is None:
+            st = FrameState(info)
+            self.states[frame] = st
+        if not self.recording:
+            return self.local_trace
+        if not st.started:
+            st.started = True
+            loc = frame.f_locals
+            self.snapshot_all(st, loc)
+            if info.args and not info.module:
+                out = []
+                rep = self.rep
+                snap = st.snap
+                for a in info.args:
+                    if a in loc:
+                        v = loc[a]
+                        r = rep(v)
+                        snap[a] = (v, r, _immutable(v))
+                        out.append([a, r])
+                if out:
+                    self.emit(info.def_line, "call", out)
+        return self.local_trace
+
+    def local_trace(self, frame, event, arg):
+        self.tick += 1
+        if not self.tick & 63:
+            now = time.perf_counter()
+            if now > self.run_deadline:
+                self.stop("time", None)
+                if self.on_budget is not None:
+                    self.on_budget("timeout")
+                raise _Budget()
+            if self.recording and now > self.trace_deadline:
+                self.stop("time", None)
+        if not self.recording:
+            return self.local_trace
+        try:
+            st = self.states.get(frame)
+            if st is None:
+                info = self.info_for(frame.f_code)
+                if not info:
+                    return None
+                st = FrameState(info)
+                st.started = True
+                self.snapshot_all(st, frame.f_locals)
+                self.states[frame] = st
+            if event == "line":
+                src = st.info.src
+                ln = frame.f_lineno
+                anchor = src.line_anchor.get(ln, ln)
+                if st.anchor is not None:
+                    if anchor == st.anchor and st.exc is None:
+                        return self.local_trace  # same statement, still running
+                    self.complete(frame, st, ln)
+                st.anchor = anchor
+            elif event == "return":
+                info = st.info
+                final = True
+                if info.kind == 2:
+                    try:
+                        op = _OPNAMES[frame.f_code.co_code[frame.f_lasti]]
+                        final = op.startswith("RETURN")
+                    except Exception:
+                        final = True
+                exc = st.exc
+                if st.anchor is not None:
+                    anchor = st.anchor
+                    if final or exc is not None:
+                        self.complete(frame, st, None)
+                else:
+                    anchor = info.src.line_anchor.get(frame.f_lineno, frame.f_lineno)
+                st.exc = None
+                if final:
+                    self.states.pop(frame, None)
+                if exc is not None and arg is None:
+                    return self.local_trace  # the exception propagates out of this frame
+                if info.module:
+                    return self.local_trace
+                if self.recording:
+                    line = info.src.render.get(anchor, anchor + info.src.offset)
+                    ev = self.emit(line, "return" if final else "yield", self.rep(arg))
+                    if ev is not None and self.verify and final:
+                        self.returns.append([ev[0], _real_repr(arg)])
+            elif event == "exception":
+                etype, evalue, _tb = arg
+                st.exc = evalue
+                src = st.info.src
+                if evalue is self.reported_exc:
+                    if not (st.info.module and src is self.sources.get(TEST_FILE)):
+                        return self.local_trace  # propagating: shown where it was raised
+                elif etype in _SKIP_EXC and not st.info.module:
+                    return self.local_trace
+                self.reported_exc = evalue
+                ln = frame.f_lineno
+                anchor = src.line_anchor.get(ln, ln)
+                line = src.render.get(anchor, anchor + src.offset)
+                self.emit(line, "exception", _exc_text(self.rep, evalue))
+        except _Budget:
+            raise
+        except RecursionError:
+            pass
+        except Exception:
+            pass
+        return self.local_trace
+
+
+def _exc_text(rep, e):
+    try:
+        args = e.args
+        if isinstance(e, SyntaxError) and isinstance(getattr(e, "msg", None), str):
+            args = (e.msg,)
+        if not isinstance(args, tuple):
+            args = (args,)
+        return "%s(%s)" % (type(e).__name__, ", ".join(rep(a) for a in args))
+    except BaseException:
+        return "%s(?)" % type(e).__name__
+
+
+def _real_repr(v):
+    """Unbounded repr of a return value (for verification), with the same address and
+    huge-int normalisation as the bounded one."""
+    try:
+        r = repr(v)
+    except ValueError:
+        return None  # int too large to print on this interpreter
+    except BaseException as e:
+        return "<repr failed: %s>" % type(e).__name__
+    if " at 0x" in r:
+        r = _ADDR.sub(">", r)
+    return r[:200000]
+
+
+class _Out(object):
+    """Bounded capture of the program's print output."""
+
+    def __init__(self, limit):
+        self.parts = []
+        self.size = 0
+        self.limit = limit
+        self.dropped = False
+
+    def write(self, s):
+        if not isinstance(s, str):
+            raise TypeError("write() argument must be str, not %s" % type(s).__name__)
+        if self.size < self.limit:
+            self.parts.append(s[: self.limit - self.size])
+            self.size += len(self.parts[-1])
+        if self.size >= self.limit and len(s):
+            self.dropped = True
+        return len(s)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+    def text(self):
+        return "".join(self.parts)
+
+
+def _verdict_of(e, line):
+    if isinstance(e, AssertionError):
+        msg = ""
+        try:
+            msg = str(e)[:1000]
+        except BaseException:
+            pass
+        return {"status": "failed", "message": msg}
+    try:
+        msg = str(e)[:1000]
+    except BaseException:
+        msg = "<str failed>"
+    return {"status": "error", "exc_type": type(e).__name__, "message": msg, "line": line}
+
+
+def _tb_line(e, filename):
+    tb = e.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def run(req, emit):
+    program = req["program"]
+    test = req["test"]
+    setup = req.get("setup") or ""
+    setup_after = req.get("setup_after", True)
+    test_offset = req["test_offset"]
+    sources = {PROGRAM_FILE: Source(program, 0), TEST_FILE: Source(test, test_offset)}
+    tracer = Tracer(req, sources)
+    out = _Out(req.get("stdout_max", 65536))
+    result = {"python": "%d.%d.%d" % sys.version_info[:3], "load_error": None}
+
+    def finish(verdict):
+        result.update({
+            "events": tracer.events,
+            "truncated": tracer.truncated,
+            "verdict": verdict,
+            "stdout": out.text(),
+            "stdout_truncated": out.dropped,
+            "returns": tracer.returns,
+            "steps": tracer.step,
+        })
+        data = json.dumps(result, ensure_ascii=False)
+        emit(data.encode("utf-8", "backslashreplace"))
+
+    def on_budget(_reason):
+        sys.settrace(None)
+        sys.stdout = real_stdout
+        finish({"status": "timeout"})
+        sys.stdout.flush()
+        import os
+        os._exit(0)
+
+    tracer.on_budget = on_budget
+    g = {"__name__": "__main__", "__builtins__": builtins}
+    real_stdout = sys.stdout
+    verdict = None
+
+    def compile_in(text, name):
+        return compile(text, name, "exec", dont_inherit=True)
+
+    try:
+        pcode = compile_in(program, PROGRAM_FILE)
+    except SyntaxError as e:
+        ln = e.lineno if isinstance(e.lineno, int) else None
+        if ln is not None:
+            tracer.emit(ln, "exception", _exc_text(tracer.rep, e))
+        result["load_error"] = _verdict_of(e, ln)
+        finish(result["load_error"])
+        return
+    try:
+        tcode = compile_in(test, TEST_FILE)
+    except SyntaxError as e:
+        result["load_error"] = _verdict_of(e, None)
+        finish(result["load_error"])
+        return
+    scode = compile_in(setup, SETUP_FILE) if setup.strip() else None
+    sys.stdout = out
+    phase = "program"
+    try:
+        try:
+            if scode is not None and not setup_after:
+                phase = "setup"
+                exec(scode, g)
+            phase = "program"
+            sys.settrace(tracer.global_trace)
+            exec(pcode, g)
+            sys.settrace(None)
+            if scode is not None and setup_after:
+                phase = "setup"
+                exec(scode, g)
+            phase = "test"
+            sys.settrace(tracer.global_trace)
+            exec(tcode, g)
+            sys.settrace(None)
+            verdict = {"status": "passed"}
+        except _Budget:
+            sys.settrace(None)
+            verdict = {"status": "timeout"}
+        except BaseException as e:  # the program's own failure (SystemExit included)
+            sys.settrace(None)
+            if isinstance(e, (KeyboardInterrupt,)):
+                raise
+            fname = {"program": PROGRAM_FILE, "setup": SETUP_FILE}.get(phase, TEST_FILE)
+            ln = _tb_line(e, fname)
+            if phase == "program" and ln is not None:
+                ln = ln
+            elif phase == "test" and ln is not None:
+                ln = ln + test_offset
+            verdict = _verdict_of(e, ln)
+            if isinstance(e, MemoryError):
+                verdict = {"status": "memory_exceeded"}
+            if phase != "test":
+                result["load_error"] = verdict
+    finally:
+        sys.settrace(None)
+        sys.stdout = real_stdout
+    finish(verdict)
+
+
+def main():
+    req = json.loads(nxt_payload().decode("utf-8"))  # noqa: F821 (injected by the harness)
+    run(req, nxt_emit)  # noqa: F821
+
+
+if __name__ == "__main__":
+    main()
