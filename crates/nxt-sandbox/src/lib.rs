@@ -28,6 +28,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod pool;
+mod python;
+mod report;
+mod seccomp;
+
+pub use pool::{Pool, PoolConfig};
+pub use python::find_python;
+pub use report::{IsolationLayer, IsolationReport, OPTIONAL_LAYERS};
+pub use seccomp::build_programs as seccomp_programs;
+
 /// Resource limits of one job.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Limits {
@@ -124,6 +134,9 @@ pub struct TestResult {
     pub stdout: String,
     /// Captured stderr (bounded).
     pub stderr: String,
+    /// True when stdout or stderr went over [`Limits::output_bytes`] and was cut.
+    #[serde(default)]
+    pub output_truncated: bool,
 }
 
 /// Overall verdict of a job.
@@ -148,6 +161,12 @@ pub struct JobResult {
     pub load_error: Option<TestOutcome>,
     /// Wall time of the whole job.
     pub duration: Duration,
+    /// Output printed while the program (and setup) loaded, before the first test (bounded).
+    #[serde(default)]
+    pub load_stdout: String,
+    /// Errors printed while the program loaded (bounded).
+    #[serde(default)]
+    pub load_stderr: String,
 }
 
 /// A trusted Python driver run inside the sandbox (used by the tracer).
@@ -180,6 +199,9 @@ pub struct DriverResult {
     pub stderr: String,
     /// Wall time.
     pub duration: Duration,
+    /// True when stdout or stderr was cut at the limit.
+    #[serde(default)]
+    pub output_truncated: bool,
 }
 
 /// Failures of the executor itself (never of the program under test).
@@ -189,7 +211,9 @@ pub enum SandboxError {
     #[error("python interpreter not usable: {0}")]
     Python(String),
     /// An isolation layer could not be set up and weaker isolation was not accepted.
-    #[error("isolation layers unavailable: {missing:?} (pass --allow-weak-isolation to run anyway)")]
+    #[error(
+        "isolation layers unavailable: {missing:?} (pass --allow-weak-isolation to run anyway)"
+    )]
     Isolation {
         /// Names of the missing layers.
         missing: Vec<String>,

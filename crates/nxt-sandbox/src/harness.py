@@ -1,0 +1,1234 @@
+# nxt-sandbox worker harness (trusted code, shipped inside the nxt binary).
+#
+# The Rust pool starts one CPython per worker with this file as `-c` source. The worker reads
+# jobs on fd 0, and for each job forks one child that becomes PID 1 of a fresh PID namespace,
+# drops privileges, applies rlimits / no_new_privs / landlock / seccomp, installs an audit hook
+# against in-process tampering, runs the program and the tests, and reports authenticated
+# records on a dedicated pipe. The worker monitors wall-clock limits, kills the child's whole
+# namespace on timeout, captures bounded stdout/stderr, and answers the Rust side on fd 1.
+#
+# Frames both ways: u32 big-endian length + JSON header, u32 length + raw blob.
+# Must run on CPython 3.8+.
+import builtins as _builtins_module
+# A private copy of the builtins: a program that rewrites `builtins` cannot reach the harness.
+__builtins__ = dict(vars(_builtins_module))
+import os
+import sys
+import json
+import struct
+import select
+import signal
+import time
+import ast
+import shutil
+import ctypes
+import ctypes.util
+import gc
+import errno
+import resource
+import warnings
+
+_b = __builtins__ if isinstance(__builtins__, dict) else vars(__builtins__)
+# Warm imports: programs under test usually need a few of these; load them once here.
+for _m in ("math", "itertools", "collections", "functools", "re", "heapq", "bisect", "string",
+           "operator", "random", "typing", "copy", "fractions", "decimal", "statistics",
+           "hashlib", "datetime", "io", "traceback", "array", "numbers", "enum",
+           "dataclasses", "cmath", "textwrap", "unicodedata", "string", "struct", "sys",
+           "json", "queue", "threading", "time", "collections.abc", "keyword"):
+    try:
+        __import__(_m)
+    except Exception:
+        pass
+
+IN_FD = os.dup(0)
+OUT_FD = os.dup(1)
+_devnull = os.open(os.devnull, os.O_RDWR)
+os.dup2(_devnull, 0)
+os.dup2(_devnull, 1)
+os.close(_devnull)
+os.set_inheritable(IN_FD, False)
+os.set_inheritable(OUT_FD, False)
+
+LIBC = ctypes.CDLL(None, use_errno=True)
+LIBC.syscall.restype = ctypes.c_long
+LIBC.prctl.restype = ctypes.c_int
+LIBC.unshare.restype = ctypes.c_int
+
+CLONE_NEWPID = 0x20000000
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+MACHINE = os.uname().machine
+if MACHINE in ("x86_64", "amd64"):
+    SYS_LL_CREATE, SYS_LL_ADD, SYS_LL_RESTRICT = 444, 445, 446
+else:  # aarch64, riscv64 use the generic table
+    SYS_LL_CREATE, SYS_LL_ADD, SYS_LL_RESTRICT = 444, 445, 446
+
+REC_MAGIC_LEN = 16
+
+
+def read_exact(fd, n):
+    chunks = []
+    while n > 0:
+        b = os.read(fd, n)
+        if not b:
+            return None
+        chunks.append(b)
+        n -= len(b)
+    return b"".join(chunks)
+
+
+def read_frame():
+    h = read_exact(IN_FD, 4)
+    if h is None:
+        return None, None
+    header = read_exact(IN_FD, struct.unpack(">I", h)[0])
+    h2 = read_exact(IN_FD, 4)
+    blob = read_exact(IN_FD, struct.unpack(">I", h2)[0])
+    return json.loads(header.decode("utf-8")), blob
+
+
+def write_frame(obj, blob=b""):
+    data = json.dumps(obj).encode("utf-8")
+    msg = struct.pack(">I", len(data)) + data + struct.pack(">I", len(blob)) + blob
+    view = memoryview(msg)
+    while view:
+        n = os.write(OUT_FD, view)
+        view = view[n:]
+
+
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+class LandlockRulesetAttr(ctypes.Structure):
+    _fields_ = [("handled_access_fs", ctypes.c_uint64)]
+
+
+class LandlockPathBeneathAttr(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+# Landlock filesystem rights (write-side: a job may write only inside its own directory).
+LL_WRITE_FILE = 1 << 1
+LL_REMOVE_DIR = 1 << 4
+LL_REMOVE_FILE = 1 << 5
+LL_MAKE_CHAR = 1 << 6
+LL_MAKE_DIR = 1 << 7
+LL_MAKE_REG = 1 << 8
+LL_MAKE_SOCK = 1 << 9
+LL_MAKE_FIFO = 1 << 10
+LL_MAKE_BLOCK = 1 << 11
+LL_MAKE_SYM = 1 << 12
+LL_REFER = 1 << 13
+LL_TRUNCATE = 1 << 14
+LL_IOCTL_DEV = 1 << 15
+
+
+def landlock_abi():
+    r = LIBC.syscall(SYS_LL_CREATE, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+    return int(r) if r > 0 else 0
+
+
+class Config:
+    seccomp_progs = []  # list of (buffer, SockFprog)
+    uid = 65534
+    gid = 65534
+    strict_layers = True
+    ll_abi = 0
+    ll_roots = []
+
+
+CFG = Config()
+
+
+def install_seccomp():
+    for _buf, prog in CFG.seccomp_progs:
+        if LIBC.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP) failed")
+    if not CFG.seccomp_progs:
+        raise OSError(errno.ENOSYS, "no seccomp program")
+
+
+LL_EXECUTE = 1 << 0
+LL_READ_FILE = 1 << 2
+LL_READ_DIR = 1 << 3
+
+
+def prepare_landlock_roots():
+    """O_PATH descriptors (opened once in the worker) of what a job may read: every top-level
+    directory except /proc, /sys and /dev, plus a few device files."""
+    roots = []
+    for name in sorted(os.listdir("/")):
+        if name in ("proc", "sys", "dev"):
+            continue
+        path = "/" + name
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            continue
+        isdir = os.path.isdir(path)
+        roots.append((fd, LL_READ_FILE | LL_EXECUTE | (LL_READ_DIR if isdir else 0)))
+    for path in ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/dev/full"):
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            continue
+        roots.append((fd, LL_READ_FILE | (LL_WRITE_FILE if path in ("/dev/null", "/dev/full")
+                                          else 0)))
+    return roots
+
+
+def install_landlock(job_dir):
+    abi = CFG.ll_abi
+    if abi < 1:
+        raise OSError(errno.ENOSYS, "landlock not supported by this kernel")
+    writes = (LL_WRITE_FILE | LL_REMOVE_DIR | LL_REMOVE_FILE | LL_MAKE_CHAR | LL_MAKE_DIR
+              | LL_MAKE_REG | LL_MAKE_SOCK | LL_MAKE_FIFO | LL_MAKE_BLOCK | LL_MAKE_SYM)
+    if abi >= 2:
+        writes |= LL_REFER
+    if abi >= 3:
+        writes |= LL_TRUNCATE
+    handled = writes | LL_READ_FILE | LL_READ_DIR | LL_EXECUTE
+    attr = LandlockRulesetAttr(handled)
+    rfd = LIBC.syscall(SYS_LL_CREATE, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
+                       ctypes.c_uint32(0))
+    if rfd < 0:
+        raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
+    try:
+        def add(fd, access):
+            pb = LandlockPathBeneathAttr(access, fd)
+            if LIBC.syscall(SYS_LL_ADD, ctypes.c_int(rfd), ctypes.c_int(1), ctypes.byref(pb),
+                            ctypes.c_uint32(0)) != 0:
+                raise OSError(ctypes.get_errno(), "landlock_add_rule failed")
+
+        for fd, access in CFG.ll_roots:
+            if access & LL_WRITE_FILE and abi >= 3:
+                access |= LL_TRUNCATE
+            add(fd, access)
+        dfd = os.open(job_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            add(dfd, handled)
+        finally:
+            os.close(dfd)
+        if LIBC.syscall(SYS_LL_RESTRICT, ctypes.c_int(rfd), ctypes.c_uint32(0)) != 0:
+            raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
+    finally:
+        os.close(rfd)
+
+
+def sandbox_child(job_dir, limits, result_fd, out_w, err_w):
+    """Runs in the forked child (PID 1 of a fresh PID namespace) as root; returns the list of
+    (layer, ok, detail). Raises when a required layer fails."""
+    layers = []
+    strict = CFG.strict_layers
+
+    def layer(name, fn):
+        try:
+            fn()
+            layers.append((name, True, ""))
+        except Exception as e:  # noqa
+            layers.append((name, False, "%s: %s" % (type(e).__name__, e)))
+            if strict:
+                raise RuntimeError("isolation layer %s failed: %s" % (name, e))
+
+    os.setsid()
+    # fds: 0 = /dev/null, 1/2 = capture pipes, 3 = result records (already), the rest closed.
+    nul = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(nul, 0)
+    os.close(nul)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.chdir(job_dir)
+    os.environ.clear()
+    os.environ.update({"HOME": job_dir, "TMPDIR": job_dir, "PATH": "/usr/bin:/bin",
+                       "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"})
+
+    def rlimits():
+        mem = int(limits["memory"])
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        cpu = int(float(limits["job_timeout"])) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        fs = int(limits.get("file_bytes", 64 << 20))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fs, fs))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        np_ = int(limits.get("processes", 32))
+        resource.setrlimit(resource.RLIMIT_NPROC, (np_, np_))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    def drop_uid():
+        os.setgroups([])
+        os.setresgid(CFG.gid, CFG.gid, CFG.gid)
+        os.setresuid(CFG.uid, CFG.uid, CFG.uid)
+        if os.getuid() == 0 or os.geteuid() == 0:
+            raise OSError(errno.EPERM, "still root")
+
+    def pdeath():
+        # Credential changes clear the parent-death signal, so set it after dropping the uid.
+        if LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+        if LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE)")
+
+    def nnp():
+        if LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+    layer("unprivileged_uid", drop_uid)
+    layer("parent_death_signal", pdeath)
+    layer("no_new_privs", nnp)
+    layer("landlock", lambda: install_landlock(job_dir))
+    os.closerange(5, 65536)
+    layer("rlimits", rlimits)
+    layer("seccomp", install_seccomp)
+    return layers
+
+
+# ---------------------------------------------------------------------------------------------
+# Strict comparison (EvalPlus-like): evaluated by trusted functions that are bound into the test
+# code objects as constants (no name lookup a program could redirect). They live in their own
+# globals with empty builtins and read everything through default arguments, which the audit
+# hook protects from reassignment.
+STRICT_SRC = r'''
+def _strict_eq(a, b, _type=None, _len=None, _range=None, _scalars=None, _num=None, _self=None,
+               _trusted=None, _bool=None, _list=None, _tuple=None, _dict=None, _set=None,
+               _frozenset=None):
+    ta = _type(a)
+    tb = _type(b)
+    if ta in _num and tb in _num:
+        if (ta is _bool) != (tb is _bool):
+            return False
+        return a == b
+    if ta is not tb:
+        return False
+    if ta in _scalars:
+        return a == b
+    if ta is _list or ta is _tuple:
+        if _len(a) != _len(b):
+            return False
+        for i in _range(_len(a)):
+            if not _self(a[i], b[i]):
+                return False
+        return True
+    if ta is _dict:
+        if _len(a) != _len(b):
+            return False
+        for k in a:
+            if not _trusted(k):
+                return False
+            if k not in b:
+                return False
+            if not _self(a[k], b[k]):
+                return False
+        return True
+    if ta is _set or ta is _frozenset:
+        if not (_trusted(a) and _trusted(b)):
+            return False
+        return a == b
+    # Same user-defined type on both sides: its own __eq__ decides, but only a real bool counts.
+    r = a == b
+    return _type(r) is _bool and r
+
+def _trusted(v, _type=None, _scalars=None, _num=None, _self=None, _list=None, _tuple=None,
+             _dict=None, _set=None, _frozenset=None):
+    t = _type(v)
+    if t in _scalars or t in _num:
+        return True
+    if t is _tuple or t is _list or t is _frozenset or t is _set:
+        for x in v:
+            if not _self(x):
+                return False
+        return True
+    if t is _dict:
+        for k in v:
+            if not _self(k) or not _self(v[k]):
+                return False
+        return True
+    return False
+
+def _truth(v, _trusted=None, _bool=None):
+    if _trusted(v):
+        return _bool(v)
+    return False
+
+def _cmp(op, a, b, _eq=None, _trusted=None, _lt=None, _le=None, _gt=None, _ge=None,
+         _contains=None, _type=None, _bool=None):
+    if op == "==":
+        return _eq(a, b)
+    if op == "!=":
+        return not _eq(a, b)
+    if op == "is":
+        return a is b
+    if op == "is not":
+        return a is not b
+    if not (_trusted(a) and _trusted(b)):
+        return False
+    if op == "<":
+        r = _lt(a, b)
+    elif op == "<=":
+        r = _le(a, b)
+    elif op == ">":
+        r = _gt(a, b)
+    elif op == ">=":
+        r = _ge(a, b)
+    elif op == "in":
+        r = _contains(b, a)
+    elif op == "not in":
+        r = not _contains(b, a)
+    else:
+        return False
+    return _type(r) is _bool and r
+'''
+
+
+def build_strict():
+    import operator
+    g = {"__builtins__": {}}
+    exec(compile(STRICT_SRC, "<nxt-strict>", "exec"), g)
+    scalars = frozenset([type(None), str, bytes, complex, type(Ellipsis), range])
+    num = frozenset([bool, int, float])
+    eq, trusted, truth, cmp_ = g["_strict_eq"], g["_trusted"], g["_truth"], g["_cmp"]
+    eq.__defaults__ = (type, len, range, scalars, num, eq, trusted, bool, list, tuple, dict, set,
+                       frozenset)
+    trusted.__defaults__ = (type, scalars, num, trusted, list, tuple, dict, set, frozenset)
+    truth.__defaults__ = (trusted, bool)
+    cmp_.__defaults__ = (eq, trusted, operator.lt, operator.le, operator.gt, operator.ge,
+                         operator.contains, type, bool)
+    return eq, truth, cmp_, trusted
+
+
+STRICT_EQ, STRICT_TRUTH, STRICT_CMP, STRICT_TRUSTED = build_strict()
+
+OPNAMES = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">",
+           ast.GtE: ">=", ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in"}
+
+
+class StrictRewriter(ast.NodeTransformer):
+    def __init__(self, tag):
+        self.tag = tag
+        self.tmp = 0
+
+    def ph(self, name):
+        return ast.Constant(value="\x00nxt:%s:%s" % (self.tag, name))
+
+    def call(self, name, args):
+        return ast.Call(func=self.ph(name), args=args, keywords=[])
+
+    def judge(self, e):
+        if isinstance(e, ast.BoolOp):
+            return ast.BoolOp(op=e.op, values=[self.judge(v) for v in e.values])
+        if isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.Not):
+            return ast.UnaryOp(op=ast.Not(), operand=self.judge(e.operand))
+        if isinstance(e, ast.Compare):
+            parts = []
+            left = e.left
+            n = len(e.ops)
+            for i, (op, right) in enumerate(zip(e.ops, e.comparators)):
+                name = OPNAMES.get(type(op))
+                if i < n - 1:
+                    self.tmp += 1
+                    tname = "_nxt_t%d" % self.tmp
+                    r_eval = ast.NamedExpr(target=ast.Name(id=tname, ctx=ast.Store()),
+                                           value=right)
+                    parts.append(self.call("cmp", [ast.Constant(value=name), left, r_eval]))
+                    left = ast.Name(id=tname, ctx=ast.Load())
+                else:
+                    parts.append(self.call("cmp", [ast.Constant(value=name), left, right]))
+            if len(parts) == 1:
+                return parts[0]
+            return ast.BoolOp(op=ast.And(), values=parts)
+        return self.call("truth", [e])
+
+    def visit_Assert(self, node):
+        self.generic_visit(node)
+        node.test = self.judge(node.test)
+        return node
+
+
+def bind_placeholders(code, mapping):
+    consts = []
+    for c in code.co_consts:
+        if type(c) is str and c in mapping:
+            consts.append(mapping[c])
+        elif isinstance(c, type(code)):
+            consts.append(bind_placeholders(c, mapping))
+        else:
+            consts.append(c)
+    return code.replace(co_consts=tuple(consts))
+
+
+def compile_test(src, strict, tag, filename):
+    tree = ast.parse(src, filename, "exec")
+    if not strict:
+        return compile(tree, filename, "exec")
+    tree = StrictRewriter(tag).visit(tree)
+    ast.fix_missing_locations(tree)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = compile(tree, filename, "exec")
+    mapping = {"\x00nxt:%s:cmp" % tag: STRICT_CMP, "\x00nxt:%s:truth" % tag: STRICT_TRUTH}
+    return bind_placeholders(code, mapping)
+
+
+# ---------------------------------------------------------------------------------------------
+# Child side: runs the job and writes authenticated records on fd 3.
+
+def child_run(job, nonce, setup_layers):
+    """Entered in the forked child after isolation. Never returns."""
+    _write = os.write
+    _exit = os._exit
+    _pack = struct.pack
+    _type = type
+    _str = str
+    _isinstance = isinstance
+    _BaseException = BaseException
+    _AssertionError = AssertionError
+    _MemoryError = MemoryError
+    _exec = exec
+    _perf = time.perf_counter
+    stdout = sys.stdout
+    stderr = sys.stderr
+    fd = 3
+
+    _read = os.read
+
+    def rec(kind, idx, payload=b""):
+        msg = nonce + kind + _pack(">II", idx, len(payload)) + payload
+        view = memoryview(msg)
+        while view:
+            n = _write(fd, view)
+            view = view[n:]
+        if kind == b"S":
+            # Wait until the monitor has attributed all earlier output, so this test's output
+            # is told apart from the previous one's.
+            _read(4, 1)
+
+    def flush():
+        for s in (stdout, stderr):
+            try:
+                s.flush()
+            except _BaseException:
+                pass
+
+    def bounded(s, n=2000):
+        try:
+            s = _str(s)
+        except _BaseException:
+            s = "<unprintable>"
+        if _type(s) is not _str:
+            s = "<unprintable>"
+        if len(s) > n:
+            s = s[:n] + "..."
+        return s
+
+    trusted_mode = [False]
+
+    def outcome_of(e, filename):
+        if _isinstance(e, _MemoryError):
+            return b"memory"
+        if _isinstance(e, _AssertionError):
+            return b"failed\x00" + bounded(e).encode("utf-8", "replace")
+        name = bounded(_type(e).__name__, 200)
+        msg = bounded(e)
+        line = -1
+        trusted_mode[0] = True
+        try:
+            tb = e.__traceback__
+            while tb is not None:
+                if tb.tb_frame.f_code.co_filename == "<program>":
+                    line = tb.tb_lineno
+                tb = tb.tb_next
+        except _BaseException:
+            pass
+        finally:
+            trusted_mode[0] = False
+        return b"error\x00" + name.encode("utf-8", "replace") + b"\x00" + \
+            msg.encode("utf-8", "replace") + b"\x00" + _str(line).encode()
+
+    kind = job["kind"]
+    strict = job.get("strict", True)
+    if kind == "driver":
+        payload = job["_blob"]
+        emitted = [False]
+        max_emit = int(job.get("max_emit_bytes", 1 << 26))
+
+        def nxt_payload():
+            return payload
+
+        def nxt_emit(data):
+            if emitted[0]:
+                raise RuntimeError("nxt_emit may be called once")
+            if not _isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError("nxt_emit takes bytes")
+            data = bytes(data)
+            if len(data) > max_emit:
+                raise ValueError("nxt_emit: %d bytes exceed the limit of %d" % (len(data), max_emit))
+            emitted[0] = True
+            rec(b"P", 0, data)
+
+        g = {"__name__": "__main__", "__builtins__": __builtins__,
+             "nxt_payload": nxt_payload, "nxt_emit": nxt_emit}
+        try:
+            code = compile(job["driver"], "<driver>", "exec")
+            rec(b"S", 0)
+            _exec(code, g)
+            flush()
+            rec(b"R", 0, b"passed")
+        except _BaseException as e:
+            flush()
+            if _isinstance(e, SystemExit) and (e.code is None or e.code == 0):
+                rec(b"R", 0, b"passed")
+            else:
+                rec(b"R", 0, outcome_of(e, "<driver>"))
+        flush()
+        rec(b"D", 0)
+        _exit(0)
+
+    # Test job. Compile everything before any untrusted code runs.
+    tag = nonce.hex()
+    program = job["program"]
+    setup = job.get("setup")
+    setup_after = job.get("setup_after", True)
+    tests = job["tests"]
+    start = int(job.get("start", 0))
+    compiled = []
+    for i, t in enumerate(tests):
+        if i < start:
+            compiled.append(None)
+            continue
+        try:
+            compiled.append(compile_test(t, strict, tag, "<test %d>" % i))
+        except _BaseException as e:  # a broken test is an error of that test
+            compiled.append(e)
+    try:
+        prog_code = compile(program, "<program>", "exec")
+        setup_code = compile(setup, "<setup>", "exec") if setup else None
+    except _BaseException as e:
+        rec(b"l", 0, outcome_of(e, "<program>"))
+        flush()
+        rec(b"D", 0)
+        _exit(0)
+
+    install_audit_hook(trusted_mode, (STRICT_EQ, STRICT_TRUTH, STRICT_CMP, STRICT_TRUSTED))
+    g = {"__name__": "__nxt_program__", "__builtins__": __builtins__}
+    try:
+        if setup_code is not None and not setup_after:
+            _exec(setup_code, g)
+        _exec(prog_code, g)
+        if setup_code is not None and setup_after:
+            _exec(setup_code, g)
+    except _BaseException as e:
+        flush()
+        rec(b"l", 0, outcome_of(e, "<program>"))
+        flush()
+        rec(b"D", 0)
+        _exit(0)
+    flush()
+    rec(b"L", 0)
+    for i in range(start, len(tests)):
+        c = compiled[i]
+        rec(b"S", i)
+        if _isinstance(c, _BaseException):
+            rec(b"R", i, outcome_of(c, "<test>"))
+            continue
+        try:
+            _exec(c, g)
+            flush()
+            rec(b"R", i, b"passed")
+        except _BaseException as e:
+            flush()
+            rec(b"R", i, outcome_of(e, "<test>"))
+    flush()
+    rec(b"D", 0)
+    _exit(0)
+
+
+def install_audit_hook(trusted_mode, protected):
+    """Blocks the introspection that would let a program reach or rewrite harness objects."""
+    prot_ids = frozenset(id(p) for p in protected)
+    blocked_modules = frozenset(["ctypes", "_ctypes", "ctypes.util", "_posixsubprocess",
+                                 "subprocess", "multiprocessing", "pty"])
+    frame_attrs = frozenset(["tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back",
+                             "gi_code", "cr_code", "ag_code"])
+    deny_prefixes = ("/proc", "/sys", "/dev/mem", "/dev/kmem", "/dev/port")
+    _RuntimeError = RuntimeError
+    _ValueError = ValueError
+    _AttributeError = AttributeError
+    _ImportError = ImportError
+    _PermissionError = PermissionError
+    _isinstance = isinstance
+    _str = str
+    _bytes = bytes
+    _fspath = os.fspath
+    _id = id
+    for m in list(sys.modules):
+        if m in blocked_modules or m.startswith("ctypes."):
+            del sys.modules[m]
+
+    def hook(event, args):
+        if trusted_mode[0]:
+            return
+        if event == "sys._getframe" or event == "sys._current_frames":
+            raise _ValueError("nxt-sandbox: stack frame introspection is disabled")
+        if event == "object.__getattr__":
+            if args[1] in frame_attrs:
+                raise _AttributeError("nxt-sandbox: frame access is disabled")
+            return
+        if event == "object.__setattr__" or event == "object.__delattr__":
+            if _id(args[0]) in prot_ids:
+                raise _RuntimeError("nxt-sandbox: harness objects are read-only")
+            return
+        if event == "import":
+            name = args[0]
+            if name in blocked_modules or name.startswith("ctypes."):
+                raise _ImportError("nxt-sandbox: module %s is disabled" % name)
+            return
+        if event == "open":
+            p = args[0]
+            if _isinstance(p, int):
+                return
+            try:
+                p = _fspath(p)
+                if _isinstance(p, _bytes):
+                    p = p.decode("utf-8", "replace")
+            except _BaseExceptionT:
+                raise _PermissionError("nxt-sandbox: unreadable path")
+            for d in deny_prefixes:
+                if p.startswith(d):
+                    raise _PermissionError("nxt-sandbox: access to %s is disabled" % p)
+            return
+        if event in ("gc.get_objects", "gc.get_referrers", "gc.get_referents",
+                     "sys.settrace", "sys.setprofile", "os.fork", "os.forkpty", "os.system",
+                     "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen", "pty.spawn",
+                     "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "ctypes.addressof",
+                     "os.startfile", "code.__new__", "function.__new__", "sys.monitoring"):
+            raise _RuntimeError("nxt-sandbox: %s is disabled" % event)
+
+    _BaseExceptionT = BaseException
+    sys.addaudithook(hook)
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker side.
+
+class Reader:
+    """Parses authenticated records from the result pipe."""
+
+    def __init__(self, nonce):
+        self.buf = b""
+        self.nonce = nonce
+        self.tampered = False
+
+    def feed(self, data):
+        self.buf += data
+
+    def records(self):
+        out = []
+        hl = REC_MAGIC_LEN + 1 + 8
+        while len(self.buf) >= hl:
+            if self.buf[:REC_MAGIC_LEN] != self.nonce:
+                self.tampered = True
+                self.buf = b""
+                break
+            kind = self.buf[REC_MAGIC_LEN:REC_MAGIC_LEN + 1]
+            idx, n = struct.unpack(">II", self.buf[REC_MAGIC_LEN + 1:hl])
+            if len(self.buf) < hl + n:
+                break
+            out.append((kind, idx, self.buf[hl:hl + n]))
+            self.buf = self.buf[hl + n:]
+        return out
+
+
+def decode_outcome(p):
+    parts = p.split(b"\x00")
+    k = parts[0]
+    if k == b"passed":
+        return {"status": "passed"}
+    if k == b"memory":
+        return {"status": "memory_exceeded"}
+    if k == b"failed":
+        return {"status": "failed", "message": parts[1].decode("utf-8", "replace") if len(parts) > 1 else ""}
+    if k == b"error" and len(parts) >= 4:
+        try:
+            line = int(parts[3])
+        except ValueError:
+            line = -1
+        ex = parts[1].decode("utf-8", "replace")
+        if ex == "MemoryError":
+            return {"status": "memory_exceeded"}
+        return {"status": "error", "exc_type": ex,
+                "message": parts[2].decode("utf-8", "replace"),
+                "line": line if line >= 0 else None}
+    return {"status": "error", "exc_type": "HarnessProtocolError",
+            "message": "unreadable outcome record", "line": None}
+
+
+class Capture:
+    def __init__(self, cap):
+        self.cap = cap
+        self.parts = []
+        self.n = 0
+        self.truncated = False
+
+    def add(self, data):
+        room = self.cap - self.n
+        if room > 0:
+            piece = data[:room]
+            self.parts.append(piece)
+            self.n += len(piece)
+        if len(data) > max(room, 0):
+            self.truncated = True
+
+    def text(self):
+        return b"".join(self.parts).decode("utf-8", "replace")
+
+
+JOB_COUNTER = [0]
+
+
+def run_child(job, job_dir, start):
+    """Forks one sandboxed child running tests from `start`; monitors it. Returns a dict with
+    the events observed."""
+    limits = job["limits"]
+    nonce = os.urandom(REC_MAGIC_LEN)
+    r_res, w_res = os.pipe()
+    r_out, w_out = os.pipe()
+    r_err, w_err = os.pipe()
+    r_pid, w_pid = os.pipe()
+    r_ack, w_ack = os.pipe()
+    job = dict(job)
+    job["start"] = start
+    c1 = os.fork()
+    if c1 == 0:
+        # Intermediate process: puts the job in a fresh PID namespace (so one SIGKILL to the
+        # job's PID 1 takes its whole tree down), waits for it and mirrors how it ended.
+        code = 72
+        try:
+            os.close(r_pid)
+            pidns_detail = ""
+            if LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+            if LIBC.unshare(CLONE_NEWPID) != 0:
+                pidns_detail = "unshare(CLONE_NEWPID): " + os.strerror(ctypes.get_errno())
+                if CFG.strict_layers:
+                    raise OSError(errno.EPERM, pidns_detail)
+            pid = os.fork()
+            if pid == 0:
+                os.close(w_pid)
+                os.close(w_ack)
+                child_main(job, job_dir, nonce, limits, w_res, w_out, w_err, r_res, r_out,
+                           r_err, pidns_detail, r_ack)
+                os._exit(71)
+            os.write(w_pid, struct.pack(">i", pid))
+            os.close(w_pid)
+            for f in (w_res, w_out, w_err, r_res, r_out, r_err, r_ack, w_ack):
+                os.close(f)
+            _, st = os.waitpid(pid, 0)
+            if os.WIFSIGNALED(st):
+                code = 128 + os.WTERMSIG(st)
+            else:
+                code = min(os.WEXITSTATUS(st), 127)
+        except BaseException:
+            pass
+        os._exit(code)
+    os.close(w_pid)
+    os.close(w_res)
+    os.close(w_out)
+    os.close(w_err)
+    os.close(r_ack)
+    raw = read_exact(r_pid, 4)
+    os.close(r_pid)
+    pid = struct.unpack(">i", raw)[0] if raw else -1
+    try:
+        return monitor(c1, pid, job, nonce, r_res, r_out, r_err, start, w_ack)
+    finally:
+        os.close(w_ack)
+
+
+def child_main(job, job_dir, nonce, limits, w_res, w_out, w_err, r_res, r_out, r_err,
+               pidns_detail, r_ack):
+    try:
+        os.close(r_res)
+        os.close(r_out)
+        os.close(r_err)
+        if w_res != 3:
+            os.dup2(w_res, 3)
+            os.close(w_res)
+        if r_ack != 4:
+            os.dup2(r_ack, 4)
+            os.close(r_ack)
+        os.set_inheritable(3, False)
+        os.set_inheritable(4, False)
+        layers = [("pid_namespace", not pidns_detail,
+                   pidns_detail or "the job is PID 1 of its own PID namespace")]
+        layers += sandbox_child(job_dir, limits, 3, w_out, w_err)
+        if job["kind"] == "probe":
+            text = "\n".join("%s\t%d\t%s" % l for l in layers).encode()
+            os.write(3, nonce + b"I" + struct.pack(">II", 0, len(text)) + text)
+            os._exit(0)
+        child_run(job, nonce, layers)
+    except BaseException as e:  # isolation failure: report as infrastructure error
+        try:
+            text = ("%s: %s" % (type(e).__name__, e)).encode("utf-8", "replace")
+            os.write(3, nonce + b"X" + struct.pack(">II", 0, len(text)) + text)
+        except BaseException:
+            pass
+    os._exit(71)
+
+
+def monitor(c1, pid, job, nonce, r_res, r_out, r_err, start, w_ack):
+    limits = job["limits"]
+    cap = int(limits["output_bytes"])
+    test_timeout = float(limits["test_timeout"])
+    job_deadline = job["_deadline"]
+    reader = Reader(nonce)
+    ev = {"loaded": False, "load_error": None, "results": {}, "durations": {}, "out": {},
+          "current": None, "done": False, "emitted": None, "info": None, "infra": None,
+          "killed_for": None, "status": None, "load_out": None}
+    caps = {}  # index -> (Capture, Capture); key "load" before tests
+
+    def cur_caps():
+        key = ev["current"] if ev["current"] is not None else "load"
+        if key not in caps:
+            caps[key] = (Capture(cap), Capture(cap))
+        return caps[key]
+
+    test_started = None
+    poller = select.poll()
+    open_fds = {r_res: "res", r_out: "out", r_err: "err"}
+    for f in open_fds:
+        poller.register(f, select.POLLIN | select.POLLHUP)
+
+    def drain(which_fd, stream):
+        while True:
+            try:
+                data = os.read(which_fd, 65536)
+            except BlockingIOError:
+                return True
+            if not data:
+                return False
+            c = cur_caps()
+            (c[0] if stream == "out" else c[1]).add(data)
+            if len(data) < 65536:
+                return True
+
+    for f in (r_out, r_err):
+        os.set_blocking(f, False)
+
+    def process_records():
+        nonlocal test_started
+        for kind, idx, payload in reader.records():
+            if kind == b"S":
+                # Output written before the start record belongs to the previous phase.
+                for f, s in ((r_out, "out"), (r_err, "err")):
+                    if f in open_fds:
+                        drain(f, s)
+                ev["current"] = idx
+                test_started = time.monotonic()
+                try:
+                    os.write(w_ack, b"k")
+                except OSError:
+                    pass
+            elif kind == b"R":
+                for f, s in ((r_out, "out"), (r_err, "err")):
+                    if f in open_fds:
+                        drain(f, s)
+                ev["results"][idx] = decode_outcome(payload)
+                ev["durations"][idx] = time.monotonic() - (test_started or time.monotonic())
+                ev["current"] = None
+                test_started = None
+            elif kind == b"L":
+                ev["loaded"] = True
+            elif kind == b"l":
+                for f, s in ((r_out, "out"), (r_err, "err")):
+                    if f in open_fds:
+                        drain(f, s)
+                ev["load_error"] = decode_outcome(payload)
+            elif kind == b"D":
+                ev["done"] = True
+            elif kind == b"P":
+                ev["emitted"] = payload
+            elif kind == b"I":
+                ev["info"] = payload.decode("utf-8", "replace")
+            elif kind == b"X":
+                ev["infra"] = payload.decode("utf-8", "replace")
+            else:
+                reader.tampered = True
+
+    killed = False
+    while open_fds:
+        now = time.monotonic()
+        deadline = job_deadline
+        if test_started is not None and job["kind"] == "tests":
+            deadline = min(deadline, test_started + test_timeout)
+        if not killed and now >= deadline:
+            if pid > 0:
+                os.kill(pid, signal.SIGKILL)
+            killed = True
+            ev["killed_for"] = "job" if deadline == job_deadline else "test"
+            deadline = now + 5.0
+        wait_ms = max(0, int((deadline - now) * 1000)) + 1 if not killed else 200
+        for f, mask in poller.poll(wait_ms):
+            which = open_fds.get(f)
+            if which is None:
+                continue
+            if which == "res":
+                try:
+                    data = os.read(f, 65536)
+                except OSError:
+                    data = b""
+                if data:
+                    reader.feed(data)
+                    process_records()
+                    if reader.tampered:
+                        ev["tampered"] = True
+                        if not killed and pid > 0:
+                            os.kill(pid, signal.SIGKILL)
+                            killed = True
+                            ev["killed_for"] = "tamper"
+                else:
+                    poller.unregister(f)
+                    del open_fds[f]
+            else:
+                if not drain(f, which):
+                    poller.unregister(f)
+                    del open_fds[f]
+        if killed and time.monotonic() > deadline + 10:
+            break
+        if ev["done"] and r_res not in open_fds:
+            # The child may keep pipes open through leftover threads: it exits right after "D".
+            break
+    for f in list(open_fds):
+        poller.unregister(f)
+    for f in (r_res, r_out, r_err):
+        try:
+            os.close(f)
+        except OSError:
+            pass
+    if not killed and not ev["done"]:
+        # Child closed the result pipe without finishing: wait briefly, then make sure.
+        pass
+    if pid > 0:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    _, st = os.waitpid(c1, 0)
+    # c1 mirrors the job: exit code < 128, or 128 + signal number.
+    code = os.WEXITSTATUS(st) if os.WIFEXITED(st) else 128 + os.WTERMSIG(st)
+    ev["status"] = code
+    ev["killed"] = killed
+    ev["caps"] = {k: (v[0].text(), v[1].text(), v[0].truncated or v[1].truncated)
+                  for k, v in caps.items()}
+    return ev
+
+
+def died_outcome(ev):
+    """Outcome of the test that was running when the child ended without reporting it."""
+    status = ev["status"]
+    if ev.get("tampered"):
+        return {"status": "error", "exc_type": "ResultChannelTampered",
+                "message": "the program wrote on the harness's result channel", "line": None}
+    if ev["killed"] and ev["killed_for"] in ("test", "job"):
+        return {"status": "timeout"}
+    if status >= 128:
+        sig = status - 128
+        if sig == signal.SIGXCPU:
+            return {"status": "timeout"}
+        if sig == signal.SIGKILL and not ev["killed"]:
+            return {"status": "memory_exceeded"}
+        return {"status": "crashed", "signal": sig}
+    code = status
+    return {"status": "error", "exc_type": "ProcessExit",
+            "message": "the process exited with status %d before reporting" % code,
+            "line": None}
+
+
+def run_tests_job(job, job_dir):
+    tests = job["tests"]
+    n = len(tests)
+    results = [None] * n
+    durations = [0.0] * n
+    outs = [("", "", False)] * n
+    load_error = None
+    load_out = ("", "", False)
+    start = 0
+    restarts = 0
+    while start < n or (n == 0 and restarts == 0):
+        restarts += 1
+        if time.monotonic() >= job["_deadline"]:
+            break
+        ev = run_child(job, job_dir, start)
+        if ev["infra"] is not None:
+            return {"infra_error": ev["infra"]}
+        if "load" in ev["caps"] and start == 0:
+            load_out = ev["caps"]["load"]
+        for i, r in ev["results"].items():
+            results[i] = r
+            durations[i] = ev["durations"].get(i, 0.0)
+        for k, v in ev["caps"].items():
+            if k != "load":
+                outs[k] = v
+        if ev["load_error"] is not None:
+            load_error = ev["load_error"]
+            break
+        if not ev["loaded"]:
+            load_error = died_outcome(ev)
+            break
+        if ev["done"] and not ev.get("tampered"):
+            break
+        # The child died mid-way: the running test gets the cause, the rest run in a new child.
+        cur = ev["current"]
+        if cur is None:
+            # Died between tests (e.g. a leftover thread called os._exit).
+            cur = start
+            while cur < n and results[cur] is not None:
+                cur += 1
+            if cur >= n:
+                break
+        results[cur] = died_outcome(ev)
+        durations[cur] = ev["durations"].get(cur, 0.0)
+        if ev.get("tampered"):
+            break
+        start = cur + 1
+        if n == 0:
+            break
+    for i in range(n):
+        if results[i] is None:
+            results[i] = {"status": "not_run"}
+    return {"tests": [{"outcome": results[i], "duration": durations[i], "stdout": outs[i][0],
+                       "stderr": outs[i][1], "output_truncated": outs[i][2]} for i in range(n)],
+            "load_error": load_error, "load_stdout": load_out[0], "load_stderr": load_out[1]}
+
+
+def run_driver_job(job, job_dir):
+    ev = run_child(job, job_dir, 0)
+    if ev["infra"] is not None:
+        return {"infra_error": ev["infra"]}, b""
+    r = ev["results"].get(0)
+    if r is None:
+        r = died_outcome(ev)
+        if not ev["loaded"] and r["status"] == "error" and ev["current"] is None:
+            r = died_outcome(ev)
+    out = ev["caps"].get(0, ("", "", False))
+    load = ev["caps"].get("load", ("", "", False))
+    emitted = ev["emitted"]
+    res = {"outcome": r, "stdout": load[0] + out[0], "stderr": load[1] + out[1],
+           "output_truncated": out[2] or load[2], "emitted": emitted is not None}
+    return res, (emitted or b"")
+
+
+def make_job_dir(base):
+    JOB_COUNTER[0] += 1
+    d = os.path.join(base, "j%d" % JOB_COUNTER[0])
+    if os.path.lexists(d):
+        shutil.rmtree(d, ignore_errors=True)
+    os.mkdir(d, 0o700)
+    os.chown(d, CFG.uid, CFG.gid)
+    return d
+
+
+def remove_tree(d):
+    # The job's uid could have made directories unreadable to... root ignores modes; just rm.
+    shutil.rmtree(d, ignore_errors=True)
+    if os.path.lexists(d):
+        for root, dirs, files in os.walk(d):
+            for x in dirs:
+                try:
+                    os.chmod(os.path.join(root, x), 0o700)
+                except OSError:
+                    pass
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def main():
+    init, _ = read_frame()
+    if init is None:
+        return
+    CFG.uid = int(init["uid"])
+    CFG.gid = int(init["gid"])
+    CFG.strict_layers = not bool(init.get("allow_weak", False))
+    CFG.ll_abi = landlock_abi()
+    CFG.ll_roots = prepare_landlock_roots()
+    sys.dont_write_bytecode = True
+    for hexprog in init.get("seccomp", []):
+        raw = bytes.fromhex(hexprog)
+        buf = ctypes.create_string_buffer(raw, len(raw))
+        prog = SockFprog(len(raw) // 8, ctypes.cast(buf, ctypes.c_void_p))
+        CFG.seccomp_progs.append((buf, prog))
+    base = init["dir"]
+    os.makedirs(base, 0o711, exist_ok=True)
+    os.chmod(base, 0o711)
+    ns_layers = []
+    for ns, ino in sorted(init.get("parent_ns", {}).items()):
+        try:
+            mine = os.readlink("/proc/self/ns/" + ns)
+        except OSError as e:
+            mine = "?" + str(e)
+        ok = mine != ino and not mine.startswith("?")
+        ns_layers.append({"name": ns + "_namespace", "active": ok,
+                          "detail": "worker runs in its own %s namespace" % ns if ok
+                          else "unshare failed: worker shares the %s namespace" % ns})
+    # In our own mount namespace, put job directories on a private tmpfs: they vanish with the
+    # worker, whatever happens.
+    tmpfs_ok, tmpfs_detail = False, "no private mount namespace"
+    if any(l["name"] == "mnt_namespace" and l["active"] for l in ns_layers):
+        LIBC.mount.restype = ctypes.c_int
+        MS_REC, MS_PRIVATE, MS_NOSUID, MS_NODEV = 16384, 1 << 18, 2, 4
+        if LIBC.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+            tmpfs_detail = "mount --make-rprivate /: " + os.strerror(ctypes.get_errno())
+        elif LIBC.mount(b"tmpfs", base.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
+                        ("size=%dm,mode=0711" % int(init.get("tmpfs_mb", 512))).encode()) != 0:
+            tmpfs_detail = "mount tmpfs: " + os.strerror(ctypes.get_errno())
+        else:
+            tmpfs_ok, tmpfs_detail = True, "job directories live on a tmpfs private to the worker"
+    ns_layers.append({"name": "private_tmpfs", "active": tmpfs_ok, "detail": tmpfs_detail})
+    # Probe: run the full per-job setup once and report which layers took.
+    probe = {"kind": "probe", "limits": {"memory": 1 << 30, "job_timeout": 10, "test_timeout": 10,
+                                         "output_bytes": 4096}, "_deadline": time.monotonic() + 10}
+    d = make_job_dir(base)
+    saved = CFG.strict_layers
+    CFG.strict_layers = False
+    try:
+        ev = run_child(probe, d, 0)
+    finally:
+        CFG.strict_layers = saved
+        remove_tree(d)
+    layers = list(ns_layers)
+    for line in (ev.get("info") or "").splitlines():
+        name, ok, detail = line.split("\t", 2)
+        layers.append({"name": name, "active": ok == "1", "detail": detail})
+    if ev.get("info") is None:
+        layers.append({"name": "probe", "active": False,
+                       "detail": ev.get("infra") or "probe child produced no report"})
+    layers.append({"name": "audit_hook", "active": hasattr(sys, "addaudithook"),
+                   "detail": "blocks frame/gc introspection, ctypes, process creation, /proc"})
+    gc.collect()
+    if hasattr(gc, "freeze"):
+        gc.freeze()
+    write_frame({"layers": layers, "python": sys.version.split()[0], "pid": os.getpid()})
+    while True:
+        job, blob = read_frame()
+        if job is None:
+            return
+        t0 = time.monotonic()
+        job["_deadline"] = t0 + float(job["limits"]["job_timeout"])
+        job["_blob"] = blob
+        d = make_job_dir(base)
+        try:
+            if job["kind"] == "driver":
+                res, out_blob = run_driver_job(job, d)
+            else:
+                res, out_blob = run_tests_job(job, d), b""
+        except Exception as e:
+            res, out_blob = {"infra_error": "%s: %s" % (type(e).__name__, e)}, b""
+        finally:
+            remove_tree(d)
+        res["duration"] = time.monotonic() - t0
+        write_frame(res, out_blob)
+
+
+main()

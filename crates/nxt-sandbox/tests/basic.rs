@@ -1,0 +1,145 @@
+//! Basic behaviour of the pool: verdicts, outcomes, setup placement, drivers.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use nxt_sandbox::{
+    Comparison, DriverJob, Job, Limits, Pool, PoolConfig, SetupPlacement, TestOutcome, Verdict,
+};
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        Pool::new(PoolConfig {
+            workers: 2,
+            ..PoolConfig::default()
+        })
+        .expect("pool starts with full isolation")
+    })
+}
+
+fn job(program: &str, tests: &[&str]) -> Job {
+    Job {
+        program: program.into(),
+        setup: None,
+        setup_placement: SetupPlacement::AfterProgram,
+        tests: tests.iter().map(|s| s.to_string()).collect(),
+        limits: Limits {
+            test_timeout: Duration::from_secs(3),
+            job_timeout: Duration::from_secs(20),
+            ..Limits::default()
+        },
+        comparison: Comparison::Strict,
+    }
+}
+
+#[test]
+fn isolation_is_complete() {
+    let r = pool().isolation_report();
+    println!("{r}");
+    assert!(r.complete(), "{r}");
+}
+
+#[test]
+fn pass_fail_error_outcomes() {
+    let r = pool()
+        .run(&job(
+            "def add(a, b):\n    return a + b\n",
+            &[
+                "assert add(1, 2) == 3",
+                "assert add(1, 2) == 4, 'wrong'",
+                "assert add(1, 'x') == 3",
+                "print('hi'); assert add(2, 2) == 4",
+            ],
+        ))
+        .unwrap();
+    assert_eq!(r.verdict, Verdict::Failed);
+    assert_eq!(r.tests[0].outcome, TestOutcome::Passed);
+    assert_eq!(
+        r.tests[1].outcome,
+        TestOutcome::Failed {
+            message: "wrong".into()
+        }
+    );
+    match &r.tests[2].outcome {
+        TestOutcome::Error { exc_type, line, .. } => {
+            assert_eq!(exc_type, "TypeError");
+            assert_eq!(*line, Some(2));
+        }
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(r.tests[3].outcome, TestOutcome::Passed);
+    assert_eq!(r.tests[3].stdout, "hi\n");
+}
+
+#[test]
+fn all_pass_is_passed() {
+    let r = pool()
+        .run(&job(
+            "def f(x):\n    return [x, x]\n",
+            &["assert f(1) == [1, 1]"],
+        ))
+        .unwrap();
+    assert_eq!(r.verdict, Verdict::Passed, "{r:?}");
+}
+
+#[test]
+fn setup_placement() {
+    let mut j = job("class A:\n    pass\n", &["assert isinstance(make(), A)"]);
+    j.setup = Some("def make():\n    return A()\n".into());
+    assert_eq!(pool().run(&j).unwrap().verdict, Verdict::Passed);
+    j.setup = Some("x = A()\ndef make():\n    return x\n".into());
+    j.setup_placement = SetupPlacement::BeforeProgram;
+    let r = pool().run(&j).unwrap();
+    assert!(
+        matches!(r.load_error, Some(TestOutcome::Error { .. })),
+        "{r:?}"
+    );
+    assert_eq!(r.tests[0].outcome, TestOutcome::NotRun);
+}
+
+#[test]
+fn timeout_then_resume() {
+    let r = pool()
+        .run(&job(
+            "def f(n):\n    while n:\n        pass\n    return 1\n",
+            &["assert f(1) == 1", "assert f(0) == 1"],
+        ))
+        .unwrap();
+    assert_eq!(r.tests[0].outcome, TestOutcome::Timeout);
+    assert_eq!(r.tests[1].outcome, TestOutcome::Passed);
+}
+
+#[test]
+fn strict_vs_plain() {
+    let prog = "class T:\n    def __eq__(self, o):\n        return True\ndef f():\n    return T()\ndef g():\n    return 1.0\n";
+    let mut j = job(
+        prog,
+        &[
+            "assert f() == 3",
+            "assert g() == 1",
+            "assert not (f() != 3)",
+        ],
+    );
+    let r = pool().run(&j).unwrap();
+    assert!(matches!(r.tests[0].outcome, TestOutcome::Failed { .. }));
+    assert_eq!(r.tests[1].outcome, TestOutcome::Passed);
+    assert!(matches!(r.tests[2].outcome, TestOutcome::Failed { .. }));
+    j.comparison = Comparison::Plain;
+    let r = pool().run(&j).unwrap();
+    assert_eq!(r.tests[0].outcome, TestOutcome::Passed);
+}
+
+#[test]
+fn driver_roundtrip() {
+    let d = DriverJob {
+        driver: "data = nxt_payload()\nprint('working')\nnxt_emit(data[::-1])\n".into(),
+        payload: b"abc".to_vec(),
+        limits: Limits::default(),
+        max_emit_bytes: 1000,
+    };
+    let r = pool().run_driver(&d).unwrap();
+    assert_eq!(r.outcome, TestOutcome::Passed);
+    assert_eq!(r.emitted.as_deref(), Some(&b"cba"[..]));
+    assert_eq!(r.stdout, "working\n");
+}
