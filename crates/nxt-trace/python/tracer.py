@@ -16,6 +16,7 @@ import dis
 PROGRAM_FILE = "<nxt-program>"
 TEST_FILE = "<nxt-test>"
 SETUP_FILE = "<nxt-setup>"
+MODULE_NAME = "__nxt_program__"
 
 _ADDR = re.compile(r" at 0x[0-9a-fA-F]+>")
 _SCALARS = frozenset([int, float, complex, str, bytes, bool, type(None), range])
@@ -154,9 +155,17 @@ class Repr(object):
         r = repr(v)
         if type(r) is not str:
             r = str(r)
-        if " at 0x" in r:
-            r = _ADDR.sub(">", r)
-        return self.cut(r)
+        return self.cut(_normalize(r))
+
+
+def _normalize(r):
+    """Drop memory addresses and the program's module name from an object repr, so traces
+    are deterministic: `<__nxt_program__.Box object at 0x7f..>` -> `<Box object>`."""
+    if " at 0x" in r:
+        r = _ADDR.sub(">", r)
+    if MODULE_NAME in r:
+        r = r.replace(MODULE_NAME + ".", "")
+    return r
 
 
 def _immutable(v):
@@ -187,6 +196,7 @@ class Source(object):
         self.skip = {}  # anchor -> names bound by def / class / import (never reported)
         self.loop_body = {}  # anchor of a for statement -> (first, last) line of its body
         self.render = {}  # anchor -> document line that carries its comment
+        self.merge = set()  # anchors whose backward jumps stay inside (inlined comprehensions)
         try:
             tree = ast.parse(text)
         except (SyntaxError, ValueError):
@@ -276,6 +286,10 @@ class Source(object):
             self.loop_body[anchor] = (body[0].lineno, last)  # `as` targets bind on entry only
         for part in self._header_parts(node):
             _walrus(part, names)
+            for sub in ast.walk(part):
+                if isinstance(sub, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+                    self.merge.add(anchor)
+                    break
         if names:
             prev = self.assigned.get(anchor, ())
             self.assigned[anchor] = prev + tuple(n for n in names if n not in prev)
@@ -384,7 +398,7 @@ class CodeInfo(object):
 
 
 class FrameState(object):
-    __slots__ = ("info", "anchor", "snap", "exc", "started")
+    __slots__ = ("info", "anchor", "snap", "exc", "started", "lasti")
 
     def __init__(self, info):
         self.info = info
@@ -392,6 +406,7 @@ class FrameState(object):
         self.snap = {}  # name -> (object, repr, immutable)
         self.exc = None  # exception raised in the running statement
         self.started = False
+        self.lasti = -1
 
 
 class Tracer(object):
@@ -579,11 +594,16 @@ class Tracer(object):
                 src = st.info.src
                 ln = frame.f_lineno
                 anchor = src.line_anchor.get(ln, ln)
+                lasti = frame.f_lasti
                 if st.anchor is not None:
-                    if anchor == st.anchor and st.exc is None:
+                    if anchor == st.anchor and st.exc is None and (
+                        lasti > st.lasti or anchor in src.merge
+                    ):
+                        st.lasti = lasti
                         return self.local_trace  # same statement, still running
                     self.complete(frame, st, ln)
                 st.anchor = anchor
+                st.lasti = lasti
             elif event == "return":
                 info = st.info
                 final = True
@@ -656,9 +676,7 @@ def _real_repr(v):
         return None  # int too large to print on this interpreter
     except BaseException as e:
         return "<repr failed: %s>" % type(e).__name__
-    if " at 0x" in r:
-        r = _ADDR.sub(">", r)
-    return r[:200000]
+    return _normalize(r)[:200000]
 
 
 class _Out(object):
@@ -748,7 +766,9 @@ def run(req, emit):
         os._exit(0)
 
     tracer.on_budget = on_budget
-    g = {"__name__": "__main__", "__builtins__": builtins}
+    # the same module name as the sandbox's test jobs, so `if __name__ == "__main__":` blocks
+    # behave the same with and without tracing
+    g = {"__name__": MODULE_NAME, "__builtins__": builtins}
     real_stdout = sys.stdout
     verdict = None
 

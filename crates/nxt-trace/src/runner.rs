@@ -39,6 +39,12 @@ _g = {'__name__': '__main__', 'nxt_payload': nxt_payload, 'nxt_emit': nxt_emit}
 exec(compile(_src, '<nxt-driver>', 'exec'), _g)
 "#;
 
+impl DriverRunner for nxt_sandbox::Pool {
+    fn run_driver(&self, job: &DriverJob) -> Result<DriverResult, SandboxError> {
+        nxt_sandbox::Pool::run_driver(self, job)
+    }
+}
+
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl DriverRunner for DirectRunner {
@@ -101,6 +107,7 @@ impl DriverRunner for DirectRunner {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr,
             duration: start.elapsed(),
+            output_truncated: false,
         })
     }
 }

@@ -1,7 +1,7 @@
 class Box:
-    def __enter__(self):  # (0) self=<__main__.Box object>;
+    def __enter__(self):  # (0) self=<Box object>;
         return 42  # (1) __return__=42;
-    def __exit__(self, *exc):  # (4) self=<__main__.Box object>; exc=(None, None, None);
+    def __exit__(self, *exc):  # (4) self=<Box object>; exc=(None, None, None);
         return False  # (5) __return__=False;
 
 def use_box():

@@ -1,0 +1,4 @@
+def broken(x)  # (0) __exception__ = SyntaxError('invalid syntax')
+    return x
+
+assert broken(1) == 1
