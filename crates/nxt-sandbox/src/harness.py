@@ -1021,6 +1021,8 @@ def monitor(c1, pid, job, nonce, r_res, r_out, r_err, start, w_ack):
     code = os.WEXITSTATUS(st) if os.WIFEXITED(st) else 128 + os.WTERMSIG(st)
     ev["status"] = code
     ev["killed"] = killed
+    if test_started is not None and ev["current"] is not None:
+        ev["durations"][ev["current"]] = time.monotonic() - test_started
     ev["caps"] = {k: (v[0].text(), v[1].text(), v[0].truncated or v[1].truncated)
                   for k, v in caps.items()}
     return ev

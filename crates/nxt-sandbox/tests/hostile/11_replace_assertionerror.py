@@ -1,0 +1,11 @@
+# hostile: replace assertionerror
+# expect: failed
+# outcome: 0 failed
+# test: assert f() == 1
+import builtins
+class Fake(Exception):
+    pass
+builtins.AssertionError = Fake
+AssertionError = Fake
+def f():
+    return 2

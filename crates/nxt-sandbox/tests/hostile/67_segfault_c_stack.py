@@ -1,0 +1,11 @@
+# hostile: segfault through C stack overflow (a real SIGSEGV, not a self-sent signal)
+# expect: failed
+# outcome: 0 crashed
+# test: assert f() == 1
+import sys
+sys.setrecursionlimit(10 ** 8)
+def f():
+    x = []
+    for _ in range(3 * 10 ** 5):
+        x = [x]
+    return len(repr(x))
