@@ -3,16 +3,21 @@
 
 use clap::Subcommand;
 
+mod exec;
+
 /// All subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show the version and exit.
     Version,
+    /// Run untrusted Python programs against tests in the sandbox.
+    Exec(exec::Args),
 }
 
 /// Dispatch one subcommand.
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Exec(args) => exec::run(args),
         Command::Version => {
             println!("nxt {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -1,0 +1,516 @@
+//! `nxt exec`: run untrusted Python programs against tests in the sandbox.
+//!
+//! * one job: `nxt exec --program p.py --tests t.py [--setup s.py] [--setup-after] [--json]`
+//! * many: `nxt exec --batch jobs.jsonl --out results.jsonl [--jobs N]` (resumable)
+//! * `nxt exec --isolation-report`
+//!
+//! Exit status of a single job: 0 passed, 1 failed, 2 executor error. A batch exits 0 once
+//! every job has a result (failing programs are normal results), 2 on executor errors.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use nxt_sandbox::{
+    Comparison, Job, JobResult, Limits, Pool, PoolConfig, SetupPlacement, TestOutcome, Verdict,
+};
+use serde_json::{json, Value};
+
+/// Arguments of `nxt exec`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Python program to test.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["batch", "isolation_report"])]
+    pub program: Option<PathBuf>,
+    /// Test file: every top-level statement (usually an `assert`) is one test.
+    #[arg(long, value_name = "FILE", requires = "program")]
+    pub tests: Option<PathBuf>,
+    /// Setup code (imports, helpers); runs before the program unless --setup-after.
+    #[arg(long, value_name = "FILE", requires = "program")]
+    pub setup: Option<PathBuf>,
+    /// Run the setup code after the program (MBPP tasks 367 and 927 need it).
+    #[arg(long)]
+    pub setup_after: bool,
+    /// Wall-clock limit per test, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    pub timeout: f64,
+    /// Wall-clock limit per job (program + all tests), in seconds.
+    #[arg(long, value_name = "S", default_value_t = 60.0)]
+    pub job_timeout: f64,
+    /// Address-space limit per job, in MiB.
+    #[arg(long, value_name = "MB", default_value_t = 1024)]
+    pub memory: u64,
+    /// Bytes of stdout and of stderr kept per test.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    pub output_bytes: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Judge `==` in asserts with Python's plain `==` instead of the strict, type-checking one.
+    #[arg(long)]
+    pub plain_eq: bool,
+    /// Run even if some isolation layers are unavailable.
+    #[arg(long)]
+    pub allow_weak_isolation: bool,
+    /// JSON-lines file of jobs: {"id", "program", "tests": [...], "setup"?, "setup_after"?}.
+    #[arg(long, value_name = "FILE", requires = "out", conflicts_with = "isolation_report")]
+    pub batch: Option<PathBuf>,
+    /// Where batch results go (one JSON object per line); ids already there are skipped.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Parallel workers (default: number of CPUs).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Print which isolation layers are active and exit (status 1 if any is missing).
+    #[arg(long)]
+    pub isolation_report: bool,
+}
+
+/// Runs `nxt exec`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.isolation_report {
+        return isolation_report(&args);
+    }
+    if let Some(batch) = &args.batch {
+        let out = args.out.clone().context("--batch needs --out")?;
+        return run_batch(&args, batch, &out);
+    }
+    let (Some(program), Some(tests)) = (&args.program, &args.tests) else {
+        bail!("give --program and --tests, or --batch and --out, or --isolation-report");
+    };
+    run_single(&args, program, tests)
+}
+
+fn pool(args: &Args, workers: usize) -> anyhow::Result<Pool> {
+    let pool = Pool::new(PoolConfig {
+        workers,
+        allow_weak_isolation: args.allow_weak_isolation,
+        ..PoolConfig::default()
+    })?;
+    let report = pool.isolation_report();
+    if !report.complete() {
+        eprintln!(
+            "warning: running with weak isolation; missing layers: {}",
+            report.missing().join(", ")
+        );
+    }
+    Ok(pool)
+}
+
+fn limits(args: &Args) -> anyhow::Result<Limits> {
+    let secs = |v: f64, what: &str| -> anyhow::Result<Duration> {
+        Duration::try_from_secs_f64(v)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .with_context(|| format!("{what} must be a positive number of seconds, got {v}"))
+    };
+    if args.memory == 0 {
+        bail!("--memory must be positive");
+    }
+    Ok(Limits {
+        test_timeout: secs(args.timeout, "--timeout")?,
+        job_timeout: secs(args.job_timeout, "--job-timeout")?,
+        memory_bytes: args.memory.saturating_mul(1 << 20),
+        output_bytes: args.output_bytes,
+    })
+}
+
+fn comparison(args: &Args) -> Comparison {
+    if args.plain_eq {
+        Comparison::Plain
+    } else {
+        Comparison::Strict
+    }
+}
+
+fn read_text(p: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+}
+
+fn isolation_report(args: &Args) -> anyhow::Result<()> {
+    let pool = Pool::new(PoolConfig {
+        workers: 1,
+        allow_weak_isolation: true,
+        ..PoolConfig::default()
+    })?;
+    let report = pool.isolation_report();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{report}");
+    }
+    drop(pool);
+    if !report.complete() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn run_single(args: &Args, program: &Path, tests_path: &Path) -> anyhow::Result<()> {
+    let tests_src = read_text(tests_path)?;
+    let tests = split_tests(&tests_src);
+    if tests.is_empty() {
+        bail!("{}: no test statements found", tests_path.display());
+    }
+    let job = Job {
+        program: read_text(program)?,
+        setup: args.setup.as_deref().map(read_text).transpose()?,
+        setup_placement: if args.setup_after {
+            SetupPlacement::AfterProgram
+        } else {
+            SetupPlacement::BeforeProgram
+        },
+        tests,
+        limits: limits(args)?,
+        comparison: comparison(args),
+    };
+    let pool = pool(args, 1)?;
+    let result = match pool.run(&job) {
+        Ok(r) => r,
+        Err(e) => {
+            drop(pool);
+            eprintln!("error: the executor failed (not the program): {e}");
+            std::process::exit(2);
+        }
+    };
+    drop(pool);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        print_human(&job, &result);
+    }
+    if result.verdict != Verdict::Passed {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn describe(o: &TestOutcome) -> String {
+    match o {
+        TestOutcome::Passed => "passed".into(),
+        TestOutcome::Failed { message } if message.is_empty() => "FAILED".into(),
+        TestOutcome::Failed { message } => format!("FAILED: {message}"),
+        TestOutcome::Error {
+            exc_type,
+            message,
+            line,
+        } => match line {
+            Some(l) => format!("ERROR {exc_type}: {message} (program line {l})"),
+            None => format!("ERROR {exc_type}: {message}"),
+        },
+        TestOutcome::Timeout => "TIMEOUT".into(),
+        TestOutcome::MemoryExceeded => "MEMORY EXCEEDED".into(),
+        TestOutcome::Crashed { signal } => format!("CRASHED (signal {signal})"),
+        TestOutcome::NotRun => "not run".into(),
+    }
+}
+
+fn print_human(job: &Job, r: &JobResult) {
+    if let Some(e) = &r.load_error {
+        println!("program failed to load: {}", describe(e));
+        if !r.load_stderr.is_empty() {
+            println!("  stderr: {}", r.load_stderr.trim_end());
+        }
+    }
+    for (i, (t, src)) in r.tests.iter().zip(&job.tests).enumerate() {
+        let first = src.lines().next().unwrap_or("");
+        println!(
+            "test {}: {} ({:.1} ms)  {}",
+            i + 1,
+            describe(&t.outcome),
+            t.duration.as_secs_f64() * 1e3,
+            first
+        );
+        for (name, text) in [("stdout", &t.stdout), ("stderr", &t.stderr)] {
+            if !text.is_empty() && t.outcome != TestOutcome::Passed {
+                println!("  {name}: {}", text.trim_end().replace('\n', "\n          "));
+            }
+        }
+        if t.output_truncated {
+            println!("  (output truncated)");
+        }
+    }
+    let passed = r
+        .tests
+        .iter()
+        .filter(|t| t.outcome == TestOutcome::Passed)
+        .count();
+    println!(
+        "verdict: {} ({passed}/{} tests passed, {:.1} ms)",
+        match r.verdict {
+            Verdict::Passed => "PASSED",
+            Verdict::Failed => "FAILED",
+        },
+        r.tests.len(),
+        r.duration.as_secs_f64() * 1e3
+    );
+}
+
+/// Splits a test file into top-level statements: a new statement starts at a line without
+/// indentation, outside brackets and strings, that does not continue a compound statement
+/// (`else`, `elif`, `except`, `finally`, decorators attach to what follows).
+pub fn split_tests(src: &str) -> Vec<String> {
+    let mut tests: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let mut depth: i32 = 0;
+    let mut in_triple: Option<&str> = None;
+    let mut continued = false;
+    let mut pending_decorator = false;
+    for line in src.lines() {
+        let trimmed = line.trim_start();
+        let top = depth == 0 && in_triple.is_none() && !continued;
+        let starts_new = top
+            && !line.starts_with([' ', '\t'])
+            && !trimmed.is_empty()
+            && !trimmed.starts_with('#')
+            && !["else", "elif", "except", "finally"]
+                .iter()
+                .any(|k| trimmed.starts_with(k) && !is_ident_char(trimmed[k.len()..].chars().next()));
+        if starts_new && !pending_decorator && !cur.trim().is_empty() {
+            tests.push(std::mem::take(&mut cur).trim_end().to_string());
+        }
+        if starts_new {
+            pending_decorator = trimmed.starts_with('@');
+        }
+        if top && (trimmed.is_empty() || trimmed.starts_with('#')) && cur.trim().is_empty() {
+            continue;
+        }
+        cur.push_str(line);
+        cur.push('\n');
+        // Scan the line for brackets, strings, comments and a trailing backslash.
+        let b = line.as_bytes();
+        let mut i = 0;
+        continued = false;
+        while i < b.len() {
+            if let Some(q) = in_triple {
+                if line[i..].starts_with(q) {
+                    in_triple = None;
+                    i += 3;
+                } else {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                continue;
+            }
+            match b[i] {
+                b'#' => break,
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' | b'}' => depth -= 1,
+                b'\\' if i + 1 == b.len() => continued = true,
+                q @ (b'\'' | b'"') => {
+                    let triple = if q == b'"' { "\"\"\"" } else { "'''" };
+                    if line[i..].starts_with(triple) {
+                        in_triple = Some(triple);
+                        i += 3;
+                        continue;
+                    }
+                    i += 1;
+                    while i < b.len() && b[i] != q {
+                        i += if b[i] == b'\\' { 2 } else { 1 };
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+    if !cur.trim().is_empty() {
+        tests.push(cur.trim_end().to_string());
+    }
+    tests
+}
+
+fn is_ident_char(c: Option<char>) -> bool {
+    c.is_some_and(|c| c.is_alphanumeric() || c == '_')
+}
+
+/// One line of a batch file.
+#[derive(Debug, serde::Deserialize)]
+struct BatchJob {
+    id: Value,
+    program: String,
+    tests: Vec<String>,
+    #[serde(default)]
+    setup: Option<String>,
+    #[serde(default)]
+    setup_after: bool,
+}
+
+fn id_key(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Reads the ids already completed in `out`; cuts off a truncated last line (a run killed
+/// mid-write) so appending continues cleanly. Lines recording an executor error are redone.
+fn completed_ids(out: &Path) -> anyhow::Result<HashSet<String>> {
+    let mut done = HashSet::new();
+    let mut f = match OpenOptions::new().read(true).write(true).open(out) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(done),
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", out.display())),
+    };
+    let mut data = Vec::new();
+    f.read_to_end(&mut data)
+        .with_context(|| format!("cannot read {}", out.display()))?;
+    let good_len = match data.iter().rposition(|&b| b == b'\n') {
+        Some(p) => p + 1,
+        None => 0,
+    };
+    for (n, line) in data[..good_len].split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let v: Value = serde_json::from_slice(line).with_context(|| {
+            format!("{}:{}: not a JSON result line", out.display(), n + 1)
+        })?;
+        let id = v
+            .get("id")
+            .with_context(|| format!("{}:{}: result has no id", out.display(), n + 1))?;
+        if v.get("error").is_none() {
+            done.insert(id_key(id));
+        }
+    }
+    if good_len < data.len() {
+        eprintln!(
+            "note: {} ends with an incomplete line (interrupted run); it is dropped",
+            out.display()
+        );
+        f.set_len(good_len as u64)?;
+        f.seek(SeekFrom::End(0))?;
+    }
+    Ok(done)
+}
+
+fn run_batch(args: &Args, batch: &Path, out: &Path) -> anyhow::Result<()> {
+    let limits = limits(args)?;
+    let comparison = comparison(args);
+    let reader = BufReader::new(
+        File::open(batch).with_context(|| format!("cannot open {}", batch.display()))?,
+    );
+    let mut ids = Vec::new();
+    let mut jobs = Vec::new();
+    let mut seen = HashSet::new();
+    let done = completed_ids(out)?;
+    let mut skipped = 0usize;
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("{}:{}: unreadable", batch.display(), n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let j: BatchJob = serde_json::from_str(&line).with_context(|| {
+            format!(
+                "{}:{}: expected {{\"id\", \"program\", \"tests\": [...], \"setup\"?}}",
+                batch.display(),
+                n + 1
+            )
+        })?;
+        let key = id_key(&j.id);
+        if !seen.insert(key.clone()) {
+            bail!("{}:{}: duplicate id {}", batch.display(), n + 1, j.id);
+        }
+        if done.contains(&key) {
+            skipped += 1;
+            continue;
+        }
+        ids.push(j.id);
+        jobs.push(Job {
+            program: j.program,
+            setup: j.setup,
+            setup_placement: if j.setup_after {
+                SetupPlacement::AfterProgram
+            } else {
+                SetupPlacement::BeforeProgram
+            },
+            tests: j.tests,
+            limits: limits.clone(),
+            comparison,
+        });
+    }
+    let mut sink = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    let workers = args
+        .jobs
+        .unwrap_or_else(|| PoolConfig::default().workers)
+        .max(1);
+    let (mut passed, mut failed, mut errors) = (0usize, 0usize, 0usize);
+    if !jobs.is_empty() {
+        let pool = pool(args, workers.min(jobs.len()))?;
+        let bar = indicatif::ProgressBar::new(jobs.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta}) {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        let mut write_err = None;
+        pool.run_many(&jobs, |i, r| {
+            let line = match r {
+                Ok(r) => {
+                    if r.verdict == Verdict::Passed {
+                        passed += 1;
+                    } else {
+                        failed += 1;
+                    }
+                    let mut v = serde_json::to_value(&r).unwrap_or(Value::Null);
+                    if let Value::Object(m) = &mut v {
+                        m.insert("id".into(), ids[i].clone());
+                    }
+                    v
+                }
+                Err(e) => {
+                    errors += 1;
+                    json!({"id": ids[i], "error": e.to_string()})
+                }
+            };
+            let mut s = line.to_string();
+            s.push('\n');
+            if write_err.is_none() {
+                if let Err(e) = sink.write_all(s.as_bytes()) {
+                    write_err = Some(e);
+                }
+            }
+            bar.set_message(format!("{passed} passed, {failed} failed, {errors} errors"));
+            bar.inc(1);
+        });
+        bar.finish();
+        if let Some(e) = write_err {
+            return Err(e).with_context(|| format!("writing {}", out.display()));
+        }
+    }
+    sink.flush()?;
+    eprintln!(
+        "{} jobs run: {passed} passed, {failed} failed, {errors} executor errors; {skipped} already in {}",
+        jobs.len(),
+        out.display()
+    );
+    if errors > 0 {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_tests;
+
+    #[test]
+    fn splits_top_level_statements() {
+        let src = "assert f(1) == 2\n\n# comment\nassert f(\n    2) == 3\ndef check(c):\n    assert c(1) == 2\n\n    assert c(2) == 3\ncheck(f)\ns = '''a\nb'''\nif x:\n    pass\nelse:\n    pass\n@dec\ndef g():\n    pass\n";
+        let t = split_tests(src);
+        assert_eq!(t.len(), 7, "{t:#?}");
+        assert_eq!(t[1], "assert f(\n    2) == 3");
+        assert!(t[2].starts_with("def check") && t[2].ends_with("c(2) == 3"));
+        assert_eq!(t[4], "s = '''a\nb'''");
+        assert!(t[5].contains("else:"));
+        assert!(t[6].starts_with("@dec\ndef g"));
+    }
+}
