@@ -293,52 +293,98 @@ def sandbox_child(job_dir, limits, result_fd, out_w, err_w):
 # globals with empty builtins and read everything through default arguments, which the audit
 # hook protects from reassignment.
 STRICT_SRC = r'''
-def _strict_eq(a, b, _type=None, _len=None, _range=None, _scalars=None, _num=None, _self=None,
-               _trusted=None, _bool=None, _list=None, _tuple=None, _dict=None, _set=None,
-               _frozenset=None):
+def _family(t, _issub=None, _bool=None, _int=None, _float=None, _complex=None, _str=None,
+            _bytes=None, _list=None, _tuple=None, _dict=None, _set=None, _frozenset=None,
+            _none=None, _deque=None):
+    if t is _bool or t is _int or t is _float or _issub(t, _int) or _issub(t, _float):
+        return "num"
+    if t is _complex:
+        return "num"
+    if _issub(t, _str):
+        return "str"
+    if t is _bytes:
+        return "bytes"
+    if t is _none:
+        return "none"
+    if _issub(t, _list):
+        return "list"
+    if _issub(t, _tuple):
+        return "tuple"
+    if _issub(t, _dict):
+        return "dict"
+    if _issub(t, _set) or _issub(t, _frozenset):
+        return "set"
+    if t is _deque:
+        return "deque"
+    return "other"
+
+def _strict_eq(a, b, _type=None, _family=None, _self=None, _trusted=None, _bool=None,
+               _int=None, _float=None, _str=None, _range=None, _issub=None,
+               _llen=None, _lget=None, _tlen=None, _tget=None, _dlen=None, _dkeys=None,
+               _dhas=None, _dget=None, _siter=None, _fsiter=None, _frozenset=None,
+               _list=None, _set=None, _intv=None, _floatv=None, _strv=None):
+    """Equality on the data itself: values stored in builtin types are compared through the
+    builtin types' own C methods (overridden methods are ignored); numbers compare by value
+    (bool, int and float alike, as Python and EvalPlus do); other objects must have the same
+    type and their __eq__ must return a real True."""
     ta = _type(a)
     tb = _type(b)
-    if ta in _num and tb in _num:
-        if (ta is _bool) != (tb is _bool):
-            return False
+    fa = _family(ta)
+    fb = _family(tb)
+    if fa != fb:
+        return False
+    if fa == "num":
+        if ta is not _bool and _issub(ta, _int):
+            a = _intv(a)
+        elif _issub(ta, _float):
+            a = _floatv(a)
+        if tb is not _bool and _issub(tb, _int):
+            b = _intv(b)
+        elif _issub(tb, _float):
+            b = _floatv(b)
         return a == b
+    if fa == "str":
+        return _strv(a) == _strv(b)
+    if fa == "bytes" or fa == "none":
+        return a == b
+    if fa == "list" or fa == "tuple":
+        ln, gt = (_llen, _lget) if fa == "list" else (_tlen, _tget)
+        n = ln(a)
+        if n != ln(b):
+            return False
+        for i in _range(n):
+            if not _self(gt(a, i), gt(b, i)):
+                return False
+        return True
+    if fa == "deque":
+        return _self(_list(a), _list(b))
+    if fa == "dict":
+        if _dlen(a) != _dlen(b):
+            return False
+        for k in _list(_dkeys(a)):
+            if not _trusted(k) or not _dhas(b, k):
+                return False
+            if not _self(_dget(a, k), _dget(b, k)):
+                return False
+        return True
+    if fa == "set":
+        xa = _frozenset(_siter(a) if _issub(ta, _set) else _fsiter(a))
+        xb = _frozenset(_siter(b) if _issub(tb, _set) else _fsiter(b))
+        if not (_trusted(xa) and _trusted(xb)):
+            return False
+        return xa == xb
     if ta is not tb:
         return False
-    if ta in _scalars:
-        return a == b
-    if ta is _list or ta is _tuple:
-        if _len(a) != _len(b):
-            return False
-        for i in _range(_len(a)):
-            if not _self(a[i], b[i]):
-                return False
-        return True
-    if ta is _dict:
-        if _len(a) != _len(b):
-            return False
-        for k in a:
-            if not _trusted(k):
-                return False
-            if k not in b:
-                return False
-            if not _self(a[k], b[k]):
-                return False
-        return True
-    if ta is _set or ta is _frozenset:
-        if not (_trusted(a) and _trusted(b)):
-            return False
-        return a == b
-    # Same user-defined type on both sides: its own __eq__ decides, but only a real bool counts.
     r = a == b
     return _type(r) is _bool and r
 
-def _trusted(v, _type=None, _scalars=None, _num=None, _self=None, _list=None, _tuple=None,
-             _dict=None, _set=None, _frozenset=None):
+def _trusted(v, _type=None, _scalars=None, _self=None, _list=None, _tuple=None,
+             _dict=None, _set=None, _frozenset=None, _flags=None):
     t = _type(v)
-    if t in _scalars or t in _num:
+    if t in _scalars:
         return True
     if t is _tuple or t is _list or t is _frozenset or t is _set:
-        for x in v:
+        for x in v:  # exact builtin containers: their iteration is their own
             if not _self(x):
                 return False
         return True
@@ -347,7 +393,10 @@ def _trusted(v, _type=None, _scalars=None, _num=None, _self=None, _list=None, _t
             if not _self(k) or not _self(v[k]):
                 return False
         return True
-    return False
+    f = _flags(t)
+    # A type implemented in C (static, or an immutable heap type): the program cannot replace
+    # any of its methods, so its comparisons and truth value are its own.
+    return not (f & 512) or (f & 256) != 0
 
 def _truth(v, _trusted=None, _bool=None):
     if _trusted(v):
@@ -386,21 +435,29 @@ def _cmp(op, a, b, _eq=None, _trusted=None, _lt=None, _le=None, _gt=None, _ge=No
 
 def build_strict():
     import operator
+    import collections
     g = {"__builtins__": {}}
     exec(compile(STRICT_SRC, "<nxt-strict>", "exec"), g)
-    scalars = frozenset([type(None), str, bytes, complex, type(Ellipsis), range])
-    num = frozenset([bool, int, float])
-    eq, trusted, truth, cmp_ = g["_strict_eq"], g["_trusted"], g["_truth"], g["_cmp"]
-    eq.__defaults__ = (type, len, range, scalars, num, eq, trusted, bool, list, tuple, dict, set,
-                       frozenset)
-    trusted.__defaults__ = (type, scalars, num, trusted, list, tuple, dict, set, frozenset)
+    scalars = frozenset([type(None), bool, int, float, complex, str, bytes, type(Ellipsis),
+                         range])
+    family, eq, trusted, truth, cmp_ = (g["_family"], g["_strict_eq"], g["_trusted"],
+                                        g["_truth"], g["_cmp"])
+    family.__defaults__ = (issubclass, bool, int, float, complex, str, bytes, list, tuple, dict,
+                           set, frozenset, type(None), collections.deque)
+    eq.__defaults__ = (type, family, eq, trusted, bool, int, float, str, range, issubclass,
+                       list.__len__, list.__getitem__, tuple.__len__, tuple.__getitem__,
+                       dict.__len__, dict.keys, dict.__contains__, dict.__getitem__,
+                       set.__iter__, frozenset.__iter__, frozenset, list, set, int.__int__,
+                       float.__float__, str.__str__)
+    flags = type.__dict__["__flags__"].__get__
+    trusted.__defaults__ = (type, scalars, trusted, list, tuple, dict, set, frozenset, flags)
     truth.__defaults__ = (trusted, bool)
     cmp_.__defaults__ = (eq, trusted, operator.lt, operator.le, operator.gt, operator.ge,
                          operator.contains, type, bool)
-    return eq, truth, cmp_, trusted
+    return eq, truth, cmp_, trusted, family
 
 
-STRICT_EQ, STRICT_TRUTH, STRICT_CMP, STRICT_TRUSTED = build_strict()
+STRICT_EQ, STRICT_TRUTH, STRICT_CMP, STRICT_TRUSTED, STRICT_FAMILY = build_strict()
 
 OPNAMES = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">",
            ast.GtE: ">=", ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in"}
@@ -612,7 +669,7 @@ def child_run(job, nonce, setup_layers):
         rec(b"D", 0)
         _exit(0)
 
-    install_audit_hook(trusted_mode, (STRICT_EQ, STRICT_TRUTH, STRICT_CMP, STRICT_TRUSTED))
+    install_audit_hook(trusted_mode, (STRICT_EQ, STRICT_TRUTH, STRICT_CMP, STRICT_TRUSTED, STRICT_FAMILY))
     g = {"__name__": "__nxt_program__", "__builtins__": __builtins__}
     try:
         if setup_code is not None and not setup_after:
