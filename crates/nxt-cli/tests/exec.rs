@@ -35,7 +35,11 @@ fn single_job_passes() {
     );
     let out = nxt(&["--program", &prog, "--tests", &tests]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("verdict: PASSED (2/2"), "{stdout}");
     std::fs::remove_dir_all(&d).unwrap();
 }

@@ -56,7 +56,12 @@ pub struct Args {
     #[arg(long)]
     pub allow_weak_isolation: bool,
     /// JSON-lines file of jobs: {"id", "program", "tests": [...], "setup"?, "setup_after"?}.
-    #[arg(long, value_name = "FILE", requires = "out", conflicts_with = "isolation_report")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "out",
+        conflicts_with = "isolation_report"
+    )]
     pub batch: Option<PathBuf>,
     /// Where batch results go (one JSON object per line); ids already there are skipped.
     #[arg(long, value_name = "FILE")]
@@ -226,7 +231,10 @@ fn print_human(job: &Job, r: &JobResult) {
         );
         for (name, text) in [("stdout", &t.stdout), ("stderr", &t.stderr)] {
             if !text.is_empty() && t.outcome != TestOutcome::Passed {
-                println!("  {name}: {}", text.trim_end().replace('\n', "\n          "));
+                println!(
+                    "  {name}: {}",
+                    text.trim_end().replace('\n', "\n          ")
+                );
             }
         }
         if t.output_truncated {
@@ -266,9 +274,9 @@ pub fn split_tests(src: &str) -> Vec<String> {
             && !line.starts_with([' ', '\t'])
             && !trimmed.is_empty()
             && !trimmed.starts_with('#')
-            && !["else", "elif", "except", "finally"]
-                .iter()
-                .any(|k| trimmed.starts_with(k) && !is_ident_char(trimmed[k.len()..].chars().next()));
+            && !["else", "elif", "except", "finally"].iter().any(|k| {
+                trimmed.starts_with(k) && !is_ident_char(trimmed[k.len()..].chars().next())
+            });
         if starts_new && !pending_decorator && !cur.trim().is_empty() {
             tests.push(std::mem::take(&mut cur).trim_end().to_string());
         }
@@ -365,9 +373,8 @@ fn completed_ids(out: &Path) -> anyhow::Result<HashSet<String>> {
         if line.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
-        let v: Value = serde_json::from_slice(line).with_context(|| {
-            format!("{}:{}: not a JSON result line", out.display(), n + 1)
-        })?;
+        let v: Value = serde_json::from_slice(line)
+            .with_context(|| format!("{}:{}: not a JSON result line", out.display(), n + 1))?;
         let id = v
             .get("id")
             .with_context(|| format!("{}:{}: result has no id", out.display(), n + 1))?;
