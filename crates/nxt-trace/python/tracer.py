@@ -9,9 +9,7 @@ import json
 import re
 import sys
 import time
-import tokenize
-import io
-import dis
+import opcode
 
 PROGRAM_FILE = "<nxt-program>"
 TEST_FILE = "<nxt-test>"
@@ -27,7 +25,7 @@ _IMMUTABLE = frozenset(
 _SKIP_EXC = frozenset([StopIteration, StopAsyncIteration, GeneratorExit])
 _LOOP_NODES = (ast.For, ast.AsyncFor)
 _COMP_NAMES = frozenset(["<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"])
-_OPNAMES = dis.opname
+_OPNAMES = opcode.opname
 _CO_GENERATOR = 0x20 | 0x200  # generator | async generator
 
 
@@ -202,7 +200,7 @@ class Source(object):
         except (SyntaxError, ValueError):
             return
         self._walk_body(tree.body)
-        ok = self._annotatable(text)
+        ok = self._annotatable(text, tree)
         for anchor, end in self.header_end.items():
             line = end
             if ok is not None:
@@ -213,15 +211,24 @@ class Source(object):
             self.render[anchor] = line + offset
 
     @staticmethod
-    def _annotatable(text):
-        try:
-            ok = set()
-            for tok in tokenize.generate_tokens(io.StringIO(text).readline):
-                if tok.type in (tokenize.NEWLINE, tokenize.NL, tokenize.COMMENT):
-                    ok.add(tok.start[0])
-            return ok
-        except Exception:
-            return None
+    def _annotatable(text, tree):
+        """Lines that may take a trailing comment: not inside a multi-line string literal and
+        not continued with a backslash."""
+        lines = _split_lines(text)
+        ok = set(range(1, len(lines) + 2))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Constant, ast.JoinedStr)):
+                first = getattr(node, "lineno", None)
+                last = getattr(node, "end_lineno", None)
+                if isinstance(first, int) and isinstance(last, int) and last > first:
+                    v = getattr(node, "value", "")
+                    if isinstance(node, ast.JoinedStr) or isinstance(v, (str, bytes)):
+                        for ln in range(first, last):
+                            ok.discard(ln)
+        for i, line in enumerate(lines):
+            if line.rstrip("\r\n").endswith("\\"):
+                ok.discard(i + 1)
+        return ok
 
     def _walk_body(self, body):
         for node in body:
@@ -430,6 +437,8 @@ class Tracer(object):
         self.last_line = None
         self.reported_exc = None
         self.on_budget = None  # callable(reason) that emits and exits
+        self.errors = []  # internal tracer failures (should stay empty)
+        self.lost = 0  # events lost to the recursion limit
 
     # -- helpers ---------------------------------------------------------------------------
     def info_for(self, code):
@@ -539,7 +548,11 @@ class Tracer(object):
             return self._call(frame, info)
         except _Budget:
             raise
-        except Exception:
+        except RecursionError:
+            self.lost += 1
+            return self.local_trace
+        except BaseException as e:
+            self.internal_error(e)
             return self.local_trace
 
     def _call(self, frame, info):
@@ -649,10 +662,19 @@ class Tracer(object):
         except _Budget:
             raise
         except RecursionError:
-            pass
-        except Exception:
-            pass
+            # the program runs at the recursion limit: this event is lost (counted), the
+            # program goes on exactly as it would untraced
+            self.lost += 1
+        except BaseException as e:  # never let a tracer failure reach the program
+            self.internal_error(e)
         return self.local_trace
+
+    def internal_error(self, e):
+        if len(self.errors) < 5:
+            try:
+                self.errors.append("%s: %s" % (type(e).__name__, str(e)[:200]))
+            except BaseException:
+                self.errors.append(type(e).__name__)
 
 
 def _exc_text(rep, e):
@@ -753,6 +775,8 @@ def run(req, emit):
             "stdout_truncated": out.dropped,
             "returns": tracer.returns,
             "steps": tracer.step,
+            "tracer_errors": tracer.errors,
+            "lost_events": tracer.lost,
         })
         data = json.dumps(result, ensure_ascii=False)
         emit(data.encode("utf-8", "backslashreplace"))
@@ -834,9 +858,79 @@ def run(req, emit):
     finish(verdict)
 
 
+def _run_forked(req, slack):
+    """Run one request in a forked child (fresh state per trace); returns its JSON bytes."""
+    import os
+    import select
+    import signal
+    r, w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(r)
+        os.close(w)
+        return None
+    if pid == 0:  # child
+        os.close(r)
+
+        def emit(data):
+            view = memoryview(data)
+            while view:
+                n = os.write(w, view)
+                view = view[n:]
+
+        try:
+            run(req, emit)
+        finally:
+            os._exit(0)
+    os.close(w)
+    chunks = []
+    deadline = time.time() + req.get("run_budget_s", 10.0) + slack
+    killed = False
+    while True:
+        left = deadline - time.time()
+        if left <= 0:
+            killed = True
+            break
+        ready, _, _ = select.select([r], [], [], left)
+        if not ready:
+            continue
+        data = os.read(r, 1 << 20)
+        if not data:
+            break
+        chunks.append(data)
+    if killed:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    out = b"".join(chunks)
+    if killed:
+        return b'{"killed": "timeout"}'
+    if not out:
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+        return ('{"killed": "crashed", "signal": %d}' % sig).encode()
+    return out
+
+
 def main():
     req = json.loads(nxt_payload().decode("utf-8"))  # noqa: F821 (injected by the harness)
-    run(req, nxt_emit)  # noqa: F821
+    batch = req.get("batch")
+    if batch is None:
+        run(req, nxt_emit)  # noqa: F821
+        return
+    # Several requests: each in its own forked child, so no trace sees another's state.
+    parts = []
+    for one in batch:
+        out = _run_forked(one, 2.0)
+        if out is None:  # fork unavailable: run in this process
+            box = []
+            run(one, box.append)
+            out = box[0]
+        parts.append(out)
+    nxt_emit(b"[" + b",".join(parts) + b"]")  # noqa: F821
 
 
 if __name__ == "__main__":

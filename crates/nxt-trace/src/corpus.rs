@@ -94,15 +94,22 @@ fn field<'a>(path: &Path, line: usize, v: &'a Value, name: &str) -> Result<&'a s
 }
 
 fn mbpp_item(path: &Path, line: usize, v: &Value) -> Result<CorpusItem, CorpusError> {
-    let id = v.get("task_id").and_then(Value::as_u64).ok_or_else(|| CorpusError::Parse {
-        path: path.to_path_buf(),
-        line,
-        message: "missing integer field `task_id`".into(),
-    })?;
+    let id = v
+        .get("task_id")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| CorpusError::Parse {
+            path: path.to_path_buf(),
+            line,
+            message: "missing integer field `task_id`".into(),
+        })?;
     let tests = v
         .get("test_list")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     let setup = v
         .get("test_setup_code")
@@ -166,7 +173,12 @@ pub fn humanevalfix(data_dir: &Path) -> Result<Vec<CorpusItem>, CorpusError> {
             field(&path, line, &v, "declaration")?,
             field(&path, line, &v, "buggy_solution")?
         );
-        let test = format!("{}\n", field(&path, line, &v, "test")?.trim_start_matches('\n').trim_end());
+        let test = format!(
+            "{}\n",
+            field(&path, line, &v, "test")?
+                .trim_start_matches('\n')
+                .trim_end()
+        );
         out.push(CorpusItem {
             id,
             program,
@@ -187,11 +199,14 @@ pub fn mbpp_r_failing(data_dir: &Path) -> Result<Vec<CorpusItem>, CorpusError> {
     let path = data_dir.join("mbpp-r-seed/failing.jsonl.gz");
     let mut out = Vec::new();
     for (n, (line, v)) in read_jsonl(&path)?.into_iter().enumerate() {
-        let task = v.get("task_id").and_then(Value::as_u64).ok_or_else(|| CorpusError::Parse {
-            path: path.clone(),
-            line,
-            message: "missing integer field `task_id`".into(),
-        })?;
+        let task = v
+            .get("task_id")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| CorpusError::Parse {
+                path: path.clone(),
+                line,
+                message: "missing integer field `task_id`".into(),
+            })?;
         let Some(reference) = by_id.get(&format!("mbpp/{task}")) else {
             return Err(CorpusError::Parse {
                 path: path.clone(),

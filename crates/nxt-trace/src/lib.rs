@@ -15,17 +15,20 @@
 //! # Ok(()) }
 //! ```
 
+pub mod batch;
+pub mod check;
 pub mod corpus;
 pub mod model;
 pub mod render;
 pub mod runner;
+pub mod survey;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub use model::{Event, EventKind, TestOutcome, Trace, Truncation, TruncationReason, Var};
-pub use nxt_sandbox::{Limits, SetupPlacement};
+pub use nxt_sandbox::{Limits, Pool, PoolConfig, SetupPlacement};
 pub use render::{
     render, render_measured, source_is_strippable, split_lines, strip_inline_comments, Format,
     RenderOptions,
@@ -122,11 +125,11 @@ impl TraceRequest {
         }
     }
 
-    /// The sandbox job that runs this request.
-    pub fn driver_job(&self) -> DriverJob {
+    /// The driver's payload for this request (JSON).
+    pub fn payload(&self) -> serde_json::Value {
         let (_, test_first_line) = document(&self.program, &self.test);
         let c = &self.capture;
-        let payload = serde_json::json!({
+        serde_json::json!({
             "program": self.program,
             "test": self.test,
             "setup": self.setup,
@@ -140,18 +143,52 @@ impl TraceRequest {
             "repr_max_depth": c.repr_max_depth,
             "verify": c.verify,
             "stdout_max": c.stdout_max,
-        });
+        })
+    }
+
+    /// The sandbox job that runs this request.
+    pub fn driver_job(&self) -> DriverJob {
         DriverJob {
             driver: TRACER_PY.to_string(),
-            payload: payload.to_string().into_bytes(),
-            limits: Limits {
-                test_timeout: c.run_budget + Duration::from_secs(5),
-                job_timeout: c.run_budget + Duration::from_secs(5),
-                memory_bytes: self.memory_bytes,
-                output_bytes: 64 * 1024,
-            },
-            max_emit_bytes: 256 * 1024 * 1024,
+            payload: self.payload().to_string().into_bytes(),
+            limits: self.limits(self.capture.run_budget + Duration::from_secs(5)),
+            max_emit_bytes: MAX_EMIT,
         }
+    }
+
+    fn limits(&self, job_timeout: Duration) -> Limits {
+        Limits {
+            test_timeout: job_timeout,
+            job_timeout,
+            memory_bytes: self.memory_bytes,
+            output_bytes: 64 * 1024,
+        }
+    }
+}
+
+const MAX_EMIT: usize = 256 * 1024 * 1024;
+
+/// One sandbox job tracing several requests, each in its own forked process inside the
+/// sandbox (the tracer is compiled once per job instead of once per trace).
+pub fn batch_driver_job(reqs: &[TraceRequest]) -> DriverJob {
+    let payload = serde_json::json!({
+        "batch": reqs.iter().map(TraceRequest::payload).collect::<Vec<_>>(),
+    });
+    let total: Duration = reqs
+        .iter()
+        .map(|r| r.capture.run_budget + Duration::from_secs(3))
+        .sum();
+    let memory = reqs.iter().map(|r| r.memory_bytes).max().unwrap_or(1 << 30);
+    DriverJob {
+        driver: TRACER_PY.to_string(),
+        payload: payload.to_string().into_bytes(),
+        limits: Limits {
+            test_timeout: total + Duration::from_secs(5),
+            job_timeout: total + Duration::from_secs(5),
+            memory_bytes: memory,
+            output_bytes: 64 * 1024,
+        },
+        max_emit_bytes: MAX_EMIT,
     }
 }
 
@@ -160,7 +197,11 @@ pub use nxt_sandbox::DriverJob;
 /// The traced document: the program, a blank line, then the test, each ending with a newline
 /// (one is added when missing; `\r\n` when the program uses it). Returns the text and the 1-based line where the test starts.
 pub fn document(program: &str, test: &str) -> (String, u32) {
-    let eol = if program.contains("\r\n") { "\r\n" } else { "\n" };
+    let eol = if program.contains("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    };
     let mut doc = String::with_capacity(program.len() + test.len() + 6);
     doc.push_str(program);
     if !program.is_empty() && !program.ends_with('\n') && !program.ends_with('\r') {
@@ -177,7 +218,10 @@ pub fn document(program: &str, test: &str) -> (String, u32) {
 
 /// Trace `req.program` on `req.test` through the sandbox `runner` (normally a
 /// [`nxt_sandbox::Pool`]).
-pub fn trace<R: DriverRunner + ?Sized>(runner: &R, req: &TraceRequest) -> Result<Trace, TraceError> {
+pub fn trace<R: DriverRunner + ?Sized>(
+    runner: &R,
+    req: &TraceRequest,
+) -> Result<Trace, TraceError> {
     let job = req.driver_job();
     let res = runner.run_driver(&job)?;
     let (source, test_first_line) = document(&req.program, &req.test);
@@ -185,27 +229,70 @@ pub fn trace<R: DriverRunner + ?Sized>(runner: &R, req: &TraceRequest) -> Result
         Some(bytes) => decode(&bytes, source, test_first_line),
         None => match res.outcome {
             TestOutcome::Timeout | TestOutcome::MemoryExceeded | TestOutcome::Crashed { .. } => {
-                Ok(Trace {
-                    source,
-                    test_first_line,
-                    events: Vec::new(),
-                    truncated: Some(Truncation {
-                        reason: TruncationReason::Killed,
-                        at_step: 0,
-                        line: None,
-                    }),
-                    verdict: res.outcome,
-                    load_error: None,
-                    stdout: String::new(),
-                    python: String::new(),
-                    real_returns: Vec::new(),
-                })
+                Ok(killed_trace(source, test_first_line, res.outcome))
             }
             outcome => Err(TraceError::Driver {
                 outcome,
                 stderr: render::clip(&res.stderr, 4000),
             }),
         },
+    }
+}
+
+/// Trace several requests in one sandbox job (each in a fresh forked process inside it);
+/// results in the same order. If the job as a whole fails, each request is traced on its own.
+pub fn trace_many<R: DriverRunner + ?Sized>(
+    runner: &R,
+    reqs: &[TraceRequest],
+) -> Vec<Result<Trace, TraceError>> {
+    if reqs.len() <= 1 {
+        return reqs.iter().map(|r| trace(runner, r)).collect();
+    }
+    let batch = runner
+        .run_driver(&batch_driver_job(reqs))
+        .ok()
+        .and_then(|res| res.emitted)
+        .and_then(|bytes| serde_json::from_slice::<Vec<serde_json::Value>>(&bytes).ok())
+        .filter(|v| v.len() == reqs.len());
+    let Some(values) = batch else {
+        return reqs.iter().map(|r| trace(runner, r)).collect();
+    };
+    values
+        .into_iter()
+        .zip(reqs)
+        .map(|(v, req)| {
+            let (source, line) = document(&req.program, &req.test);
+            match v.get("killed").and_then(|k| k.as_str()) {
+                Some("timeout") => Ok(killed_trace(source, line, TestOutcome::Timeout)),
+                Some(_) => {
+                    let signal = v.get("signal").and_then(|s| s.as_i64()).unwrap_or(0) as i32;
+                    Ok(killed_trace(source, line, TestOutcome::Crashed { signal }))
+                }
+                None => serde_json::from_value::<Raw>(v)
+                    .map_err(|e| TraceError::Decode(e.to_string()))
+                    .and_then(|raw| from_raw(raw, source, line)),
+            }
+        })
+        .collect()
+}
+
+fn killed_trace(source: String, test_first_line: u32, verdict: TestOutcome) -> Trace {
+    Trace {
+        source,
+        test_first_line,
+        events: Vec::new(),
+        truncated: Some(Truncation {
+            reason: TruncationReason::Killed,
+            at_step: 0,
+            line: None,
+        }),
+        verdict,
+        load_error: None,
+        stdout: String::new(),
+        python: String::new(),
+        real_returns: Vec::new(),
+        tracer_errors: Vec::new(),
+        lost_events: 0,
     }
 }
 
@@ -218,6 +305,10 @@ struct Raw {
     verdict: TestOutcome,
     stdout: String,
     returns: Vec<(u64, Option<String>)>,
+    #[serde(default)]
+    tracer_errors: Vec<String>,
+    #[serde(default)]
+    lost_events: u64,
 }
 
 #[derive(Deserialize)]
@@ -230,6 +321,10 @@ struct RawTrunc {
 /// Decode the driver's JSON answer into a [`Trace`] of the given document.
 pub fn decode(bytes: &[u8], source: String, test_first_line: u32) -> Result<Trace, TraceError> {
     let raw: Raw = serde_json::from_slice(bytes).map_err(|e| TraceError::Decode(e.to_string()))?;
+    from_raw(raw, source, test_first_line)
+}
+
+fn from_raw(raw: Raw, source: String, test_first_line: u32) -> Result<Trace, TraceError> {
     let mut events = Vec::with_capacity(raw.events.len());
     for (step, line, kind, data) in raw.events {
         let text = |d: serde_json::Value| match d {
@@ -279,5 +374,7 @@ pub fn decode(bytes: &[u8], source: String, test_first_line: u32) -> Result<Trac
         stdout: raw.stdout,
         python: raw.python,
         real_returns: raw.returns,
+        tracer_errors: raw.tracer_errors,
+        lost_events: raw.lost_events,
     })
 }

@@ -101,4 +101,12 @@ pub struct Trace {
     /// Unbounded reprs of the return values, `(step, repr)`, when verification was requested
     /// (`None` when the interpreter could not print the value, e.g. a huge int on 3.11+).
     pub real_returns: Vec<(u64, Option<String>)>,
+    /// Internal failures of the tracer itself, caught so the program ran on (first few; a
+    /// correct tracer leaves this empty).
+    #[serde(default)]
+    pub tracer_errors: Vec<String>,
+    /// Events lost because the program ran at the interpreter's recursion limit, where the
+    /// tracer itself cannot call deeper (the program runs on unchanged).
+    #[serde(default)]
+    pub lost_events: u64,
 }

@@ -25,7 +25,12 @@ pub enum Format {
 
 impl Format {
     /// All formats, for statistics.
-    pub const ALL: [Format; 4] = [Format::Inline, Format::Scratchpad, Format::Json, Format::None];
+    pub const ALL: [Format; 4] = [
+        Format::Inline,
+        Format::Scratchpad,
+        Format::Json,
+        Format::None,
+    ];
 
     /// Lower-case name (`inline`, `scratchpad`, `json`, `none`).
     pub fn name(self) -> &'static str {
@@ -198,7 +203,11 @@ pub fn split_lines(text: &str) -> Vec<(&str, &str)> {
                 start = i;
             }
             b'\r' => {
-                let end = if i + 1 < b.len() && b[i + 1] == b'\n' { i + 2 } else { i + 1 };
+                let end = if i + 1 < b.len() && b[i + 1] == b'\n' {
+                    i + 2
+                } else {
+                    i + 1
+                };
                 out.push((&text[start..i], &text[i..end]));
                 i = end;
                 start = i;
@@ -261,7 +270,10 @@ pub fn event_text(e: &Event, value_max: usize) -> String {
 
 /// One line's comment body under rule 4 (head, `...;`, tail, per-line budget).
 fn line_body(events: &[&Event], o: &RenderOptions) -> String {
-    let texts: Vec<String> = events.iter().map(|e| event_text(e, o.value_max_chars)).collect();
+    let texts: Vec<String> = events
+        .iter()
+        .map(|e| event_text(e, o.value_max_chars))
+        .collect();
     let n = texts.len();
     let join = |h: usize| -> String {
         if h + o.tail >= n {
@@ -334,7 +346,12 @@ fn scratchpad(
             .get(e.line as usize - 1)
             .map(|l| l.0.trim())
             .unwrap_or("");
-        let _ = writeln!(out, "{:>3} | {code}  # {}", e.line, event_text(e, o.value_max_chars));
+        let _ = writeln!(
+            out,
+            "{:>3} | {code}  # {}",
+            e.line,
+            event_text(e, o.value_max_chars)
+        );
     }
     if let Some((text, _)) = marker {
         let _ = writeln!(out, "# {text}");

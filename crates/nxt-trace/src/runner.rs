@@ -14,7 +14,6 @@ pub trait DriverRunner: Sync {
     fn run_driver(&self, job: &DriverJob) -> Result<DriverResult, SandboxError>;
 }
 
-
 /// Runs the driver in a fresh, UNSANDBOXED `python` subprocess.
 ///
 /// Only for testing the tracer script itself on several interpreter versions (the pool runs

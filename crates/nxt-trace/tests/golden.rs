@@ -19,15 +19,28 @@ fn golden_renderings() {
     for case in &cases {
         let t = trace(&runner, &case.request).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         let got = render(&t, Format::Inline, &case.render);
-        assert_eq!(nxt_trace::strip_inline_comments(&got), t.source, "{}: strip", case.name);
+        assert_eq!(
+            nxt_trace::strip_inline_comments(&got),
+            t.source,
+            "{}: strip",
+            case.name
+        );
         if got != case.expected {
             if bless {
                 std::fs::write(&case.path, &got).unwrap();
             }
-            failures.push(format!("--- {} expected:\n{}\n--- got:\n{}", case.name, case.expected, got));
+            failures.push(format!(
+                "--- {} expected:\n{}\n--- got:\n{}",
+                case.name, case.expected, got
+            ));
         }
     }
     if !bless {
-        assert!(failures.is_empty(), "{} golden mismatches:\n{}", failures.len(), failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{} golden mismatches:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
     }
 }

@@ -28,7 +28,10 @@ fn goldens_through_the_pool() {
         let t = trace(&pool, &case.request).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         let got = render(&t, Format::Inline, &case.render);
         if got != case.expected {
-            failures.push(format!("--- {} expected:\n{}\n--- got:\n{}", case.name, case.expected, got));
+            failures.push(format!(
+                "--- {} expected:\n{}\n--- got:\n{}",
+                case.name, case.expected, got
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -42,7 +45,11 @@ fn spec_example_through_the_pool() {
         "assert count_vowels('Apple') == 2",
     );
     let t = trace(&pool, &req).unwrap();
-    assert!(matches!(t.verdict, nxt_trace::TestOutcome::Failed { .. }), "{:?}", t.verdict);
+    assert!(
+        matches!(t.verdict, nxt_trace::TestOutcome::Failed { .. }),
+        "{:?}",
+        t.verdict
+    );
     let expected = "def count_vowels(word):  # (0) word='Apple';
     n = 0  # (1) n=0;
     for ch in word:  # (2) ch='A'; (3) ch='p'; (4) ch='p'; ...; (6) ch='e';
@@ -52,5 +59,8 @@ fn spec_example_through_the_pool() {
 
 assert count_vowels('Apple') == 2  # (9) __exception__ = AssertionError()
 ";
-    assert_eq!(render(&t, Format::Inline, &RenderOptions::default()), expected);
+    assert_eq!(
+        render(&t, Format::Inline, &RenderOptions::default()),
+        expected
+    );
 }

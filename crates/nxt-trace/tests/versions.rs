@@ -18,13 +18,17 @@ fn interpreters() -> Vec<(String, PathBuf)> {
     for minor in 8..=13 {
         let prefix = format!("3.{minor}.");
         let found = std::fs::read_dir(&root).ok().and_then(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
+            d.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+            })
         });
         match found.map(|p| p.join("bin/python3")).filter(|p| p.exists()) {
             Some(p) => out.push((format!("3{minor}"), p)),
-            None => eprintln!("skipped: CPython 3.{minor} not found under {}", root.display()),
+            None => eprintln!(
+                "skipped: CPython 3.{minor} not found under {}",
+                root.display()
+            ),
         }
     }
     out
@@ -38,9 +42,17 @@ fn goldens_on_every_python_version() {
             .into_iter()
             .map(|(tag, python)| s.spawn(|| one_version(&cases, tag, python)))
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 fn one_version(cases: &[common::Golden], tag: String, python: PathBuf) -> Vec<String> {
@@ -48,11 +60,13 @@ fn one_version(cases: &[common::Golden], tag: String, python: PathBuf) -> Vec<St
     {
         let runner = DirectRunner { python };
         for case in cases {
-            let t = trace(&runner, &case.request).unwrap_or_else(|e| panic!("{} on {tag}: {e}", case.name));
+            let t = trace(&runner, &case.request)
+                .unwrap_or_else(|e| panic!("{} on {tag}: {e}", case.name));
             let got = render(&t, Format::Inline, &case.render);
             let special = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join(format!("tests/golden/py{tag}/{}.py", case.name));
-            let expected = std::fs::read_to_string(&special).unwrap_or_else(|_| case.expected.clone());
+            let expected =
+                std::fs::read_to_string(&special).unwrap_or_else(|_| case.expected.clone());
             if got != expected {
                 failures.push(format!("--- {} on {tag} ({}):\n{got}", case.name, t.python));
             }

@@ -47,11 +47,17 @@ pub fn goldens() -> Vec<Golden> {
                 .iter()
                 .rposition(|(c, _)| c.trim().is_empty())
                 .unwrap_or_else(|| panic!("{}: no blank line before the test", path.display()));
-            let cat = |ls: &[(&str, &str)]| ls.iter().map(|(c, t)| format!("{c}{t}")).collect::<String>();
+            let cat = |ls: &[(&str, &str)]| {
+                ls.iter()
+                    .map(|(c, t)| format!("{c}{t}"))
+                    .collect::<String>()
+            };
             let program = cat(&lines[..blank]);
             let test = cat(&lines[blank + 1..]);
-            let mut capture = CaptureOptions::default();
-            capture.verify = true;
+            let mut capture = CaptureOptions {
+                verify: true,
+                ..CaptureOptions::default()
+            };
             let mut render = RenderOptions::default();
             for (c, _) in &lines {
                 if let Some(d) = c.strip_prefix("# nxt:") {
@@ -59,7 +65,9 @@ pub fn goldens() -> Vec<Golden> {
                         let (k, v) = kv.split_once('=').unwrap();
                         match k {
                             "max_events" => capture.max_events = v.parse().unwrap(),
-                            "run_budget_s" => capture.run_budget = Duration::from_secs_f64(v.parse().unwrap()),
+                            "run_budget_s" => {
+                                capture.run_budget = Duration::from_secs_f64(v.parse().unwrap())
+                            }
                             "head" => render.head = v.parse().unwrap(),
                             "tail" => render.tail = v.parse().unwrap(),
                             "line_budget" => render.line_budget = v.parse().unwrap(),
