@@ -4,6 +4,7 @@
 use clap::Subcommand;
 
 mod exec;
+mod trace;
 
 /// All subcommands.
 #[derive(Debug, Subcommand)]
@@ -12,12 +13,15 @@ pub enum Command {
     Version,
     /// Run untrusted Python programs against tests in the sandbox.
     Exec(exec::Args),
+    /// Trace a program on a test and print the NExT inline trace (or another format).
+    Trace(trace::Args),
 }
 
 /// Dispatch one subcommand.
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Exec(args) => exec::run(args),
+        Command::Trace(args) => trace::run(args),
         Command::Version => {
             println!("nxt {}", env!("CARGO_PKG_VERSION"));
             Ok(())
