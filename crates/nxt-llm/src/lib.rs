@@ -10,6 +10,9 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod openai;
+pub mod server;
+
 /// One chat message.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ChatMessage {
@@ -115,6 +118,17 @@ pub enum LlmError {
     Io(#[from] std::io::Error),
 }
 
+/// Token totals of a generator since it was created.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenUsage {
+    /// Requests answered (HTTP requests for the client, `generate` calls for an engine).
+    pub requests: u64,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Generated tokens.
+    pub completion_tokens: u64,
+}
+
 /// A text generator. Implementations are thread-safe; calls may block.
 pub trait Generator: Send + Sync {
     /// Human-readable name (model path, hub id or endpoint).
@@ -133,5 +147,10 @@ pub trait Generator: Send + Sync {
         for (i, r) in requests.iter().enumerate() {
             on_done(i, self.generate(r));
         }
+    }
+
+    /// Token totals so far, for backends that count them (`None` otherwise).
+    fn usage(&self) -> Option<TokenUsage> {
+        None
     }
 }
