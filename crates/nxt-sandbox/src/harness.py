@@ -67,6 +67,8 @@ else:  # aarch64, riscv64 use the generic table
     SYS_LL_CREATE, SYS_LL_ADD, SYS_LL_RESTRICT = 444, 445, 446
 
 REC_MAGIC_LEN = 16
+# The Rust pool starts each worker as PID 1 of a fresh PID namespace.
+IS_PID1 = os.getpid() == 1
 
 
 def read_exact(fd, n):
@@ -854,59 +856,63 @@ def run_child(job, job_dir, start):
     r_res, w_res = os.pipe()
     r_out, w_out = os.pipe()
     r_err, w_err = os.pipe()
-    r_pid, w_pid = os.pipe()
     r_ack, w_ack = os.pipe()
     job = dict(job)
     job["start"] = start
-    c1 = os.fork()
-    if c1 == 0:
-        # Intermediate process: puts the job in a fresh PID namespace (so one SIGKILL to the
-        # job's PID 1 takes its whole tree down), waits for it and mirrors how it ended.
-        code = 72
-        try:
-            os.close(r_pid)
-            pidns_detail = ""
-            if LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-                raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
-            if LIBC.unshare(CLONE_NEWPID) != 0:
-                pidns_detail = "unshare(CLONE_NEWPID): " + os.strerror(ctypes.get_errno())
-                if CFG.strict_layers:
-                    raise OSError(errno.EPERM, pidns_detail)
-            pid = os.fork()
-            if pid == 0:
-                os.close(w_pid)
-                os.close(w_ack)
-                child_main(job, job_dir, nonce, limits, w_res, w_out, w_err, r_res, r_out,
-                           r_err, pidns_detail, r_ack)
-                os._exit(71)
-            os.write(w_pid, struct.pack(">i", pid))
-            os.close(w_pid)
-            for f in (w_res, w_out, w_err, r_res, r_out, r_err, r_ack, w_ack):
-                os.close(f)
-            _, st = os.waitpid(pid, 0)
-            if os.WIFSIGNALED(st):
-                code = 128 + os.WTERMSIG(st)
-            else:
-                code = min(os.WEXITSTATUS(st), 127)
-        except BaseException:
-            pass
-        os._exit(code)
-    os.close(w_pid)
+    pid = os.fork()
+    if pid == 0:
+        os.close(w_ack)
+        child_main(job, job_dir, nonce, limits, w_res, w_out, w_err, r_res, r_out, r_err,
+                   r_ack)
+        os._exit(71)
     os.close(w_res)
     os.close(w_out)
     os.close(w_err)
     os.close(r_ack)
-    raw = read_exact(r_pid, 4)
-    os.close(r_pid)
-    pid = struct.unpack(">i", raw)[0] if raw else -1
     try:
-        return monitor(c1, pid, job, nonce, r_res, r_out, r_err, start, w_ack)
+        return monitor(pid, job, nonce, r_res, r_out, r_err, start, w_ack)
     finally:
         os.close(w_ack)
 
 
-def child_main(job, job_dir, nonce, limits, w_res, w_out, w_err, r_res, r_out, r_err,
-               pidns_detail, r_ack):
+def kill_job(pid):
+    """Kills the job and everything it started. As PID 1 of its own PID namespace the worker
+    kills every other process in that namespace: a job's orphaned grandchildren included."""
+    if IS_PID1:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+    else:
+        for target in (-pid, pid):
+            try:
+                os.kill(target, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def reap(pid):
+    """Waits for the job process and every leftover process of it; returns the job's end as
+    an exit code < 128, or 128 + signal number."""
+    code = 72
+    while True:
+        try:
+            p, st = os.waitpid(-1 if IS_PID1 else pid, 0)
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        if p == pid:
+            if os.WIFSIGNALED(st):
+                code = 128 + os.WTERMSIG(st)
+            else:
+                code = min(os.WEXITSTATUS(st), 127)
+            if not IS_PID1:
+                break
+    return code
+
+
+def child_main(job, job_dir, nonce, limits, w_res, w_out, w_err, r_res, r_out, r_err, r_ack):
     try:
         os.close(r_res)
         os.close(r_out)
@@ -919,8 +925,11 @@ def child_main(job, job_dir, nonce, limits, w_res, w_out, w_err, r_res, r_out, r
             os.close(r_ack)
         os.set_inheritable(3, False)
         os.set_inheritable(4, False)
-        layers = [("pid_namespace", not pidns_detail,
-                   pidns_detail or "the job is PID 1 of its own PID namespace")]
+        layers = [("pid_namespace", IS_PID1,
+                   "the worker is PID 1 of its own PID namespace and kills every other "
+                   "process in it after each job" if IS_PID1 else
+                   "the worker is not PID 1 of a PID namespace: leftover grandchildren of a "
+                   "job are only killed through its process group")]
         layers += sandbox_child(job_dir, limits, 3, w_out, w_err)
         if job["kind"] == "probe":
             text = "\n".join("%s\t%d\t%s" % l for l in layers).encode()
@@ -936,7 +945,7 @@ def child_main(job, job_dir, nonce, limits, w_res, w_out, w_err, r_res, r_out, r
     os._exit(71)
 
 
-def monitor(c1, pid, job, nonce, r_res, r_out, r_err, start, w_ack):
+def monitor(pid, job, nonce, r_res, r_out, r_err, start, w_ack):
     limits = job["limits"]
     cap = int(limits["output_bytes"])
     test_timeout = float(limits["test_timeout"])
@@ -1022,8 +1031,7 @@ def monitor(c1, pid, job, nonce, r_res, r_out, r_err, start, w_ack):
         if test_started is not None and job["kind"] == "tests":
             deadline = min(deadline, test_started + test_timeout)
         if not killed and now >= deadline:
-            if pid > 0:
-                os.kill(pid, signal.SIGKILL)
+            kill_job(pid)
             killed = True
             ev["killed_for"] = "job" if deadline == job_deadline else "test"
             deadline = now + 5.0
@@ -1042,8 +1050,8 @@ def monitor(c1, pid, job, nonce, r_res, r_out, r_err, start, w_ack):
                     process_records()
                     if reader.tampered:
                         ev["tampered"] = True
-                        if not killed and pid > 0:
-                            os.kill(pid, signal.SIGKILL)
+                        if not killed:
+                            kill_job(pid)
                             killed = True
                             ev["killed_for"] = "tamper"
                 else:
@@ -1068,15 +1076,8 @@ def monitor(c1, pid, job, nonce, r_res, r_out, r_err, start, w_ack):
     if not killed and not ev["done"]:
         # Child closed the result pipe without finishing: wait briefly, then make sure.
         pass
-    if pid > 0:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    _, st = os.waitpid(c1, 0)
-    # c1 mirrors the job: exit code < 128, or 128 + signal number.
-    code = os.WEXITSTATUS(st) if os.WIFEXITED(st) else 128 + os.WTERMSIG(st)
-    ev["status"] = code
+    kill_job(pid)
+    ev["status"] = reap(pid)
     ev["killed"] = killed
     if test_started is not None and ev["current"] is not None:
         ev["durations"][ev["current"]] = time.monotonic() - test_started
@@ -1097,8 +1098,6 @@ def died_outcome(ev):
         sig = status - 128
         if sig == signal.SIGXCPU:
             return {"status": "timeout"}
-        if sig == signal.SIGKILL and not ev["killed"]:
-            return {"status": "memory_exceeded"}
         return {"status": "crashed", "signal": sig}
     code = status
     return {"status": "error", "exc_type": "ProcessExit",

@@ -258,6 +258,20 @@ impl Pool {
         self.report.clone()
     }
 
+    /// Process ids of the idle workers (diagnostics; a worker busy with a job is not listed).
+    pub fn worker_pids(&self) -> Vec<u32> {
+        let idle = match self.idle.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        idle.iter().map(|w| w.child.id()).collect()
+    }
+
+    /// Directory holding this pool's per-worker job directories (removed when the pool drops).
+    pub fn temp_dir(&self) -> &Path {
+        &self.shared.base_dir
+    }
+
     /// The interpreter the workers run.
     pub fn python(&self) -> &Path {
         &self.shared.python
@@ -439,8 +453,31 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         let workers = std::mem::take(self.idle_mut());
+        // Closing a worker's input makes it exit after cleaning up; one that does not within
+        // two seconds is killed (its jobs die with it: they are in its PID namespace).
+        let mut closing = Vec::new();
         for w in workers {
-            kill_worker(w);
+            let Worker {
+                index,
+                dir,
+                child,
+                stdin,
+                stdout,
+            } = w;
+            drop(stdin);
+            closing.push((index, dir, child, stdout));
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for (_, dir, mut child, _stdout) in closing {
+            while Instant::now() < deadline {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&dir);
         }
         let _ = std::fs::remove_dir_all(&self.shared.base_dir);
     }
@@ -476,7 +513,8 @@ fn spawn_worker(shared: &Shared, index: usize) -> Result<(Worker, WireInit), San
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("LANG", "C.UTF-8");
-    // SAFETY: only async-signal-safe syscalls between fork and exec.
+    // SAFETY: only async-signal-safe calls (unshare, fork, prctl, close, waitpid, _exit)
+    // between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
             for flag in [
@@ -487,6 +525,42 @@ fn spawn_worker(shared: &Shared, index: usize) -> Result<(Worker, WireInit), San
             ] {
                 // Failures show up in the worker's report (it compares namespace ids).
                 libc::unshare(flag);
+            }
+            if libc::unshare(libc::CLONE_NEWPID) == 0 {
+                // The worker must be PID 1 of the new namespace: fork once more. This middle
+                // process only waits for the worker and mirrors its end; the worker dies with
+                // it (parent-death signal), so killing the spawned process kills the worker.
+                let pid = libc::fork();
+                if pid < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if pid > 0 {
+                    // Close everything (the pipes to the pool, the exec-error pipe of std) so
+                    // the pool sees exactly the worker's ends.
+                    for fd in 0..1024 {
+                        libc::close(fd);
+                    }
+                    let mut status = 0;
+                    loop {
+                        let r = libc::waitpid(pid, &mut status, 0);
+                        if r == pid || (r < 0 && *libc::__errno_location() != libc::EINTR) {
+                            break;
+                        }
+                    }
+                    let code = if libc::WIFEXITED(status) {
+                        libc::WEXITSTATUS(status)
+                    } else {
+                        128 + libc::WTERMSIG(status)
+                    };
+                    libc::_exit(code);
+                }
+                libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                );
             }
             Ok(())
         });

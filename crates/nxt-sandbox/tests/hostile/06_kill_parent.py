@@ -1,6 +1,6 @@
 # hostile: kill parent
 # expect: failed
-# outcome: 0 failed
+# outcome: load crashed
 # test: assert f() == 1
 import os, signal
 for p in (os.getppid(), 1, 0):
