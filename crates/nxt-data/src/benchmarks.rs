@@ -109,9 +109,10 @@ pub(crate) fn with_executor<T>(
 ) -> Result<T> {
     match exec {
         Some(e) => f(e),
-        None => Err(DataError::Invalid(
-            "this needs the sandbox executor, which is not available in this build".into(),
-        )),
+        None => {
+            let pool = crate::exec::default_pool(false)?;
+            f(&pool)
+        }
     }
 }
 

@@ -20,15 +20,21 @@ pub const EXPECTED_DRIVER: &str = include_str!("py/evalplus_expected.py");
 pub const CHECK_HELPERS: &str = include_str!("py/evalplus_check.py");
 
 /// Version of the cache layout (bump when the driver's output changes).
-const CACHE_VERSION: u32 = 1;
+const CACHE_VERSION: u32 = 2;
+
+/// Outputs whose literal is longer than this are compared by digest.
+pub const MAX_LITERAL: usize = 64 * 1024;
 
 /// One input and the canonical solution's output on it, as Python literals.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExpectedCase {
     /// Each argument as a Python literal.
     pub args: Vec<String>,
-    /// The canonical output as a Python literal.
-    pub out: String,
+    /// The canonical output as a Python literal (`None` when given by digest).
+    pub out: Option<String>,
+    /// sha256 of the output's canonical literal, for outputs longer than 64 KiB as text.
+    #[serde(default)]
+    pub digest: Option<String>,
     /// EvalPlus' `is_floats(out)`.
     pub floats: bool,
 }
@@ -94,9 +100,10 @@ pub fn compute_expected<E: Executor + ?Sized>(
         "code": code,
         "entry_point": rec.entry_point,
         "inputs": {"base": rec.base_input_json, "plus": rec.plus_input_json},
+        "max_literal": MAX_LITERAL,
     });
     let job = DriverJob {
-        driver: EXPECTED_DRIVER.to_string(),
+        driver: format!("{CHECK_HELPERS}\n{EXPECTED_DRIVER}"),
         payload: payload.to_string().into_bytes(),
         limits: driver_limits(),
         max_emit_bytes: 256 << 20,
@@ -234,7 +241,7 @@ pub fn evalplus_suite(
             if find_zero {
                 let xs = case.args.first().map(String::as_str).unwrap_or("[]");
                 tests.push(format!(
-                    "assert _nxt_ep_zero({xs}, {call}, {})",
+                    "_nxt_guard(); assert _nxt_ep_zero({xs}, {call}, {}); _nxt_pass()",
                     py_float(rec.atol)
                 ));
                 continue;
@@ -242,11 +249,19 @@ pub fn evalplus_suite(
             if atol == 0.0 && case.floats {
                 atol = 1e-6;
             }
-            tests.push(format!(
-                "assert _nxt_ep_eq({call}, {}, {})",
-                case.out,
-                py_float(atol)
-            ));
+            match (&case.out, &case.digest) {
+                (Some(out), _) => tests.push(format!(
+                    "_nxt_guard(); assert _nxt_ep_eq({call}, {out}, {}); _nxt_pass()",
+                    py_float(atol)
+                )),
+                (None, Some(d)) => tests.push(format!(
+                    "_nxt_guard(); assert _nxt_ep_digest({call}, '{d}'); _nxt_pass()"
+                )),
+                (None, None) => tests.push(format!(
+                    "assert False, 'no expected output for {}'",
+                    rec.task_id
+                )),
+            }
         }
     }
     TestSuite {
@@ -279,7 +294,8 @@ mod tests {
     fn case(args: &[&str], out: &str, floats: bool) -> ExpectedCase {
         ExpectedCase {
             args: args.iter().map(|s| s.to_string()).collect(),
-            out: out.into(),
+            out: Some(out.into()),
+            digest: None,
             floats,
         }
     }
@@ -296,10 +312,10 @@ mod tests {
         assert_eq!(
             s.tests,
             vec![
-                "assert _nxt_ep_eq(f(1), 1, 0.0)",
-                "assert _nxt_ep_eq(f(2), 0.5, 1e-6)",
-                "assert _nxt_ep_eq(f(3), 3, 1e-6)",
-                "assert _nxt_ep_eq(f(4), 4, 0.0)",
+                "_nxt_guard(); assert _nxt_ep_eq(f(1), 1, 0.0); _nxt_pass()",
+                "_nxt_guard(); assert _nxt_ep_eq(f(2), 0.5, 1e-6); _nxt_pass()",
+                "_nxt_guard(); assert _nxt_ep_eq(f(3), 3, 1e-6); _nxt_pass()",
+                "_nxt_guard(); assert _nxt_ep_eq(f(4), 4, 0.0); _nxt_pass()",
             ]
         );
         assert!(s.setup.as_deref().unwrap_or("").contains("def _nxt_ep_eq"));
@@ -314,7 +330,9 @@ mod tests {
         );
         assert_eq!(
             s.tests,
-            vec!["assert _nxt_ep_zero([1, 2], find_zero([1, 2]), 0.0001)"]
+            vec![
+                "_nxt_guard(); assert _nxt_ep_zero([1, 2], find_zero([1, 2]), 0.0001); _nxt_pass()"
+            ]
         );
     }
 

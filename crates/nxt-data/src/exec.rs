@@ -28,3 +28,30 @@ pub fn grading_limits() -> Limits {
         output_bytes: 64 * 1024,
     }
 }
+
+impl Executor for nxt_sandbox::Pool {
+    fn run_job(&self, job: &Job) -> Result<JobResult, SandboxError> {
+        self.run(job)
+    }
+
+    fn run_jobs(
+        &self,
+        jobs: &[Job],
+        on_done: &mut dyn FnMut(usize, Result<JobResult, SandboxError>),
+    ) {
+        self.run_many(jobs, on_done)
+    }
+
+    fn run_driver_job(&self, job: &DriverJob) -> Result<DriverResult, SandboxError> {
+        self.run_driver(job)
+    }
+}
+
+/// A sandbox pool with default settings, accepting weaker isolation when `allow_weak` (the
+/// layers missing are then listed by `Pool::isolation_report`).
+pub fn default_pool(allow_weak: bool) -> Result<nxt_sandbox::Pool, SandboxError> {
+    nxt_sandbox::Pool::new(nxt_sandbox::PoolConfig {
+        allow_weak_isolation: allow_weak,
+        ..nxt_sandbox::PoolConfig::default()
+    })
+}

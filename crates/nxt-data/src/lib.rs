@@ -25,7 +25,7 @@ pub mod task;
 
 pub use benchmarks::{load_benchmark, load_benchmark_with, BENCHMARKS};
 pub use error::{DataError, Result};
-pub use exec::{grading_limits, Executor};
+pub use exec::{default_pool, grading_limits, Executor};
 pub use grade::{grade, grade_many, GradeResult};
 pub use passk::{mean_pass_at_k, pass_at_k, reported_ks};
 pub use task::{RepairTask, SourceDataset, Split, TaskMeta, TestSuite};

@@ -271,6 +271,12 @@ pub fn load_evalplus(path: &Path) -> Result<Vec<EvalPlusRecord>> {
                 return Err(malformed(path, line, format!("missing field `{name}`")));
             }
         }
+        // MBPP+ v0.2.0 writes `{}` for a task without plus inputs (Mbpp/793).
+        for val in [&mut rec.base_input_json, &mut rec.plus_input_json] {
+            if val.trim() == "{}" {
+                *val = "[]".to_string();
+            }
+        }
         for (name, val) in [
             ("base_input", &rec.base_input_json),
             ("plus_input", &rec.plus_input_json),

@@ -1,50 +1,13 @@
 # nxt-data: compute EvalPlus expected outputs by running a canonical solution on each input.
-# Runs as a trusted driver inside the sandbox: nxt_payload() gives the JSON payload
-# {"code", "entry_point", "inputs": {"base": <json text>, "plus": <json text>}} and the answer
-# is emitted once with nxt_emit(): {"base": [case...], "plus": [case...]} or {"error": msg},
-# where case = {"args": [python literal...], "out": python literal, "floats": is_floats(out)}.
+# Runs as a trusted driver inside the sandbox, after the helpers of evalplus_check.py.
+# nxt_payload(): JSON {"code", "entry_point", "inputs": {"base": <json text>, "plus": <json
+# text>}, "max_literal": n}. Emits once: {"base": [case...], "plus": [case...]} or {"error"},
+# case = {"args": [literal...], "out": literal | null, "digest": sha256 | null, "floats": bool}.
+# Outputs whose literal is longer than max_literal (and not float-valued) are given by digest.
 import copy
 import json
-import math
-import sys
 
-try:
-    sys.set_int_max_str_digits(0)
-except AttributeError:
-    pass
-
-
-def _lit(x):
-    t = type(x)
-    if x is None or t is bool or t is str or t is bytes:
-        return repr(x)
-    if t is int:
-        if abs(x) >= 10 ** 4000:  # hex literals are exempt from the int/str digit limit
-            return hex(x)
-        return repr(x)
-    if t is float:
-        if x != x:
-            return "float('nan')"
-        if math.isinf(x):
-            return "float('inf')" if x > 0 else "float('-inf')"
-        return repr(x)
-    if t is complex:
-        return "complex(%s, %s)" % (_lit(x.real), _lit(x.imag))
-    if t is list:
-        return "[" + ", ".join(_lit(v) for v in x) + "]"
-    if t is tuple:
-        if len(x) == 1:
-            return "(" + _lit(x[0]) + ",)"
-        return "(" + ", ".join(_lit(v) for v in x) + ")"
-    if t is dict:
-        return "{" + ", ".join(_lit(k) + ": " + _lit(v) for k, v in x.items()) + "}"
-    if t is set:
-        if not x:
-            return "set()"
-        return "{" + ", ".join(sorted(_lit(v) for v in x)) + "}"
-    if t is frozenset:
-        return "frozenset([" + ", ".join(sorted(_lit(v) for v in x)) + "])"
-    raise TypeError("no literal for a value of type " + t.__name__)
+_BUILTINS = {"float": float, "complex": complex, "set": set, "frozenset": frozenset}
 
 
 def _same(a, b):
@@ -60,7 +23,7 @@ def _same(a, b):
 
 
 def _is_floats(x):
-    # evalplus.eval.is_floats (numpy branch dropped: no numpy values occur here)
+    # evalplus.eval.is_floats (its numpy branch cannot apply: no numpy values occur here)
     if isinstance(x, float):
         return True
     if isinstance(x, (list, tuple)) and x:
@@ -69,14 +32,15 @@ def _is_floats(x):
 
 
 def _checked_lit(x, what):
-    s = _lit(x)
-    if not _same(eval(s, {"__builtins__": {"float": float, "complex": complex, "set": set, "frozenset": frozenset}}), x):
+    s = _nxt_lit(x)
+    if not _same(eval(s, {"__builtins__": _BUILTINS}), x):
         raise ValueError("%s does not round-trip through its literal %.200s" % (what, s))
     return s
 
 
 def main():
     p = json.loads(nxt_payload())
+    max_lit = p.get("max_literal", 65536)
     g = {}
     exec(compile(p["code"], "<canonical>", "exec"), g)
     fn = g[p["entry_point"]]
@@ -89,13 +53,18 @@ def main():
                 raise ValueError("%s input %d is not a list of arguments" % (part, i))
             args = [_checked_lit(a, "%s input %d" % (part, i)) for a in inp]
             out = fn(*copy.deepcopy(inp))
-            cases.append({"args": args, "out": _checked_lit(out, "%s output %d" % (part, i)), "floats": _is_floats(out)})
+            floats = _is_floats(out)
+            lit = _nxt_lit(out)
+            if len(lit) > max_lit and not floats:
+                cases.append({"args": args, "out": None, "digest": _nxt_digest(out), "floats": False})
+            else:
+                cases.append({"args": args, "out": _checked_lit(out, "%s output %d" % (part, i)), "digest": None, "floats": floats})
         res[part] = cases
     return res
 
 
 try:
     _res = main()
-except BaseException as e:  # noqa: B036 - report everything, including SystemExit
+except BaseException as e:  # report everything, SystemExit included
     _res = {"error": "%s: %s" % (type(e).__name__, str(e)[:2000])}
 nxt_emit(json.dumps(_res).encode())
