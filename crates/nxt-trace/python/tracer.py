@@ -439,6 +439,7 @@ class Tracer(object):
         self.on_budget = None  # callable(reason) that emits and exits
         self.errors = []  # internal tracer failures (should stay empty)
         self.lost = 0  # events lost to the recursion limit
+        self.alarm = False  # True when SIGALRM enforces the run budget
 
     # -- helpers ---------------------------------------------------------------------------
     def info_for(self, code):
@@ -464,6 +465,14 @@ class Tracer(object):
             self.truncated = {"reason": reason, "at_step": self.step,
                               "line": line if line is not None else self.last_line}
         self.recording = False
+        if self.alarm:
+            # The run budget is enforced by SIGALRM: stop tracing altogether so the rest of
+            # the run goes at full speed (frames drop their local trace functions too).
+            sys.settrace(None)
+            f = sys._getframe()
+            while f is not None:
+                f.f_trace = None
+                f = f.f_back
 
     def capture(self, v):
         r = self.rep(v)
@@ -592,7 +601,7 @@ class Tracer(object):
             if self.recording and now > self.trace_deadline:
                 self.stop("time", None)
         if not self.recording:
-            return self.local_trace
+            return None if self.alarm else self.local_trace
         try:
             st = self.states.get(frame)
             if st is None:
@@ -790,6 +799,18 @@ def run(req, emit):
         os._exit(0)
 
     tracer.on_budget = on_budget
+    try:
+        import signal
+
+        def on_alarm(_sig, _frame):
+            tracer.stop("time", None)
+            on_budget("timeout")
+
+        signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, max(0.001, tracer.run_deadline - time.perf_counter()))
+        tracer.alarm = True
+    except BaseException:
+        tracer.alarm = False  # no timer here: the trace function checks the clock instead
     # the same module name as the sandbox's test jobs, so `if __name__ == "__main__":` blocks
     # behave the same with and without tracing
     g = {"__name__": MODULE_NAME, "__builtins__": builtins}
@@ -854,6 +875,12 @@ def run(req, emit):
                 result["load_error"] = verdict
     finally:
         sys.settrace(None)
+        if tracer.alarm:
+            try:
+                import signal
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            except BaseException:
+                pass
         sys.stdout = real_stdout
     finish(verdict)
 
