@@ -27,6 +27,9 @@ import gc
 import errno
 import resource
 import warnings
+import fcntl
+import socket
+import array
 
 _b = __builtins__ if isinstance(__builtins__, dict) else vars(__builtins__)
 # Warm imports: programs under test usually need a few of these; load them once here.
@@ -849,87 +852,202 @@ JOB_COUNTER = [0]
 
 
 def run_child(job, job_dir, start):
-    """Forks one sandboxed child running tests from `start`; monitors it. Returns a dict with
-    the events observed."""
-    limits = job["limits"]
+    """Has the zygote fork one sandboxed child running tests from `start`; monitors it.
+    Returns a dict with the events observed."""
     nonce = os.urandom(REC_MAGIC_LEN)
     r_res, w_res = os.pipe()
     r_out, w_out = os.pipe()
     r_err, w_err = os.pipe()
     r_ack, w_ack = os.pipe()
-    job = dict(job)
-    job["start"] = start
-    pid = os.fork()
-    if pid == 0:
-        os.close(w_ack)
-        child_main(job, job_dir, nonce, limits, w_res, w_out, w_err, r_res, r_out, r_err,
-                   r_ack)
-        os._exit(71)
-    os.close(w_res)
-    os.close(w_out)
-    os.close(w_err)
-    os.close(r_ack)
+    spec = dict(job)
+    spec.pop("_deadline", None)
+    blob = spec.pop("_blob", b"") or b""
+    spec["start"] = start
+    spec["job_dir"] = job_dir
+    spec["nonce"] = nonce.hex()
+    try:
+        pid = ZYGOTE.start(json.dumps(spec).encode("utf-8"), blob, [w_res, w_out, w_err, r_ack])
+    finally:
+        for f in (w_res, w_out, w_err, r_ack):
+            os.close(f)
+    if pid <= 0:
+        for f in (r_res, r_out, r_err, w_ack):
+            os.close(f)
+        raise OSError(errno.ECHILD, "the zygote could not fork a job process")
     try:
         return monitor(pid, job, nonce, r_res, r_out, r_err, start, w_ack)
     finally:
         os.close(w_ack)
 
 
-def kill_job(pid):
-    """Kills the job and everything it started. As PID 1 of its own PID namespace the worker
-    kills every other process in that namespace: a job's orphaned grandchildren included."""
+def sweep(uid):
+    """Kills every process left running under the job uid (e.g. a grandchild that escaped the
+    job's process group) and reaps orphans that were reparented to this worker (PID 1)."""
     if IS_PID1:
         try:
-            os.kill(-1, signal.SIGKILL)
-        except OSError:
-            pass
-    else:
-        for target in (-pid, pid):
+            os.setresuid(uid, uid, 0)
             try:
-                os.kill(target, signal.SIGKILL)
+                os.kill(-1, signal.SIGKILL)
             except OSError:
                 pass
-
-
-def reap(pid):
-    """Waits for the job process and every leftover process of it; returns the job's end as
-    an exit code < 128, or 128 + signal number."""
-    code = 72
-    while True:
-        try:
-            p, st = os.waitpid(-1 if IS_PID1 else pid, 0)
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        if p == pid:
-            if os.WIFSIGNALED(st):
-                code = 128 + os.WTERMSIG(st)
-            else:
-                code = min(os.WEXITSTATUS(st), 127)
-            if not IS_PID1:
+        finally:
+            os.setresuid(0, 0, 0)
+        while True:
+            try:
+                p, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
                 break
-    return code
+            if p == 0:
+                break
+            if p == ZYGOTE.pid:
+                ZYGOTE.pid = -1
 
 
-def child_main(job, job_dir, nonce, limits, w_res, w_out, w_err, r_res, r_out, r_err, r_ack):
+def kill_job(pid):
+    """Kills the job process and its process group (it is a session leader)."""
+    for target in (-pid, pid):
+        try:
+            os.kill(target, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+class Zygote:
+    """A small fork server: a copy of the warm worker that does nothing but fork job processes,
+    so neither it nor the monitoring worker pays copy-on-write faults on every job."""
+
+    def __init__(self):
+        self.pid = -1
+        self.sock = None
+
+    def spawn(self):
+        import socket
+        if self.sock is not None:
+            self.sock.close()
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:
+            a.close()
+            try:
+                os.close(IN_FD)
+                os.close(OUT_FD)
+                LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+                zygote_loop(b)
+            except BaseException:
+                pass
+            os._exit(0)
+        b.close()
+        self.sock = a
+        self.pid = pid
+
+    def start(self, spec, blob, fds):
+        """Sends a job; returns the pid of the job process (-1 if the zygote is gone)."""
+        import array
+        import socket
+        for attempt in (0, 1):
+            if self.pid <= 0:
+                self.spawn()
+            try:
+                head = struct.pack(">II", len(spec), len(blob))
+                self.sock.sendmsg([head], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                            array.array("i", fds))])
+                self.sock.sendall(spec + blob)
+                raw = recv_exact(self.sock, 5)
+                if raw is None or raw[:1] != b"P":
+                    raise OSError(errno.EPIPE, "zygote gone")
+                return struct.unpack(">i", raw[1:])[0]
+            except OSError:
+                self.kill()
+        return -1
+
+    def wait(self, pid):
+        """Waits until the zygote has reaped the job; returns its end (exit code < 128, or
+        128 + signal)."""
+        raw = recv_exact(self.sock, 5) if self.sock is not None else None
+        if raw is None or raw[:1] != b"E":
+            self.kill()
+            return 72
+        return struct.unpack(">i", raw[1:])[0]
+
+    def kill(self):
+        if self.pid > 0:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except OSError:
+                pass
+        self.pid = -1
+
+
+ZYGOTE = Zygote()
+
+
+def recv_exact(sock, n):
+    chunks = []
+    while n > 0:
+        b = sock.recv(n)
+        if not b:
+            return None
+        chunks.append(b)
+        n -= len(b)
+    return b"".join(chunks)
+
+
+def zygote_loop(sock):
+    import array
+    import socket
+    while True:
+        fds = array.array("i")
+        msg, anc, _flags, _addr = sock.recvmsg(8, socket.CMSG_SPACE(4 * fds.itemsize))
+        if not msg:
+            os._exit(0)
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[:len(data) - (len(data) % fds.itemsize)])
+        if len(msg) < 8:
+            msg += recv_exact(sock, 8 - len(msg)) or b""
+        n_spec, n_blob = struct.unpack(">II", msg)
+        body = recv_exact(sock, n_spec + n_blob)
+        if body is None or len(fds) != 4:
+            os._exit(0)
+        spec = json.loads(body[:n_spec].decode("utf-8"))
+        spec["_blob"] = body[n_spec:]
+        w_res, w_out, w_err, r_ack = list(fds)
+        pid = os.fork()
+        if pid == 0:
+            sock.close()
+            child_main(spec, spec["job_dir"], bytes.fromhex(spec["nonce"]), spec["limits"],
+                       w_res, w_out, w_err, r_ack)
+            os._exit(71)
+        for f in fds:
+            os.close(f)
+        sock.sendall(b"P" + struct.pack(">i", pid))
+        while True:
+            try:
+                _, st = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        code = 128 + os.WTERMSIG(st) if os.WIFSIGNALED(st) else min(os.WEXITSTATUS(st), 127)
+        sock.sendall(b"E" + struct.pack(">i", code))
+
+
+def child_main(job, job_dir, nonce, limits, w_res, w_out, w_err, r_ack):
     try:
-        os.close(r_res)
-        os.close(r_out)
-        os.close(r_err)
-        if w_res != 3:
-            os.dup2(w_res, 3)
-            os.close(w_res)
-        if r_ack != 4:
-            os.dup2(r_ack, 4)
-            os.close(r_ack)
+        for f in (w_res, w_out, w_err, r_ack):
+            os.set_inheritable(f, False)
+        # Move the four descriptors out of the way of 0-4 first, then into place.
+        import fcntl
+        w_res, w_out, w_err, r_ack = [fcntl.fcntl(f, fcntl.F_DUPFD_CLOEXEC, 10)
+                                      for f in (w_res, w_out, w_err, r_ack)]
+        os.dup2(w_res, 3)
+        os.dup2(r_ack, 4)
         os.set_inheritable(3, False)
         os.set_inheritable(4, False)
         layers = [("pid_namespace", IS_PID1,
-                   "the worker is PID 1 of its own PID namespace and kills every other "
-                   "process in it after each job" if IS_PID1 else
-                   "the worker is not PID 1 of a PID namespace: leftover grandchildren of a "
-                   "job are only killed through its process group")]
+                   "the worker is PID 1 of its own PID namespace; a job's stray processes are "
+                   "killed by uid after it" if IS_PID1 else
+                   "the worker is not PID 1 of a PID namespace")]
         layers += sandbox_child(job_dir, limits, 3, w_out, w_err)
         if job["kind"] == "probe":
             text = "\n".join("%s\t%d\t%s" % l for l in layers).encode()
@@ -1077,7 +1195,8 @@ def monitor(pid, job, nonce, r_res, r_out, r_err, start, w_ack):
         # Child closed the result pipe without finishing: wait briefly, then make sure.
         pass
     kill_job(pid)
-    ev["status"] = reap(pid)
+    ev["status"] = ZYGOTE.wait(pid)
+    sweep(CFG.uid)
     ev["killed"] = killed
     if test_started is not None and ev["current"] is not None:
         ev["durations"][ev["current"]] = time.monotonic() - test_started
@@ -1247,6 +1366,10 @@ def main():
     # Probe: run the full per-job setup once and report which layers took.
     probe = {"kind": "probe", "limits": {"memory": 1 << 30, "job_timeout": 10, "test_timeout": 10,
                                          "output_bytes": 4096}, "_deadline": time.monotonic() + 10}
+    gc.collect()
+    if hasattr(gc, "freeze"):
+        gc.freeze()
+    ZYGOTE.spawn()
     d = make_job_dir(base)
     saved = CFG.strict_layers
     CFG.strict_layers = False
@@ -1271,6 +1394,15 @@ def main():
     while True:
         job, blob = read_frame()
         if job is None:
+            # Let the zygote finish (so its and its jobs' resource usage is accounted).
+            if ZYGOTE.sock is not None:
+                ZYGOTE.sock.close()
+                ZYGOTE.sock = None
+            if ZYGOTE.pid > 0:
+                try:
+                    os.waitpid(ZYGOTE.pid, 0)
+                except OSError:
+                    pass
             return
         t0 = time.monotonic()
         job["_deadline"] = t0 + float(job["limits"]["job_timeout"])
