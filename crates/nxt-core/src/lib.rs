@@ -1,1 +1,25 @@
-//! nxt-core (being written).
+//! `nxt-core`: trace-augmented program repair (NExT) on top of the sandbox (`nxt-sandbox`),
+//! the tracer (`nxt-trace`), the datasets (`nxt-data`) and the generators (`nxt-llm`).
+//!
+//! * [`prompt`]: the NExT prompt (few-/zero-shot, with/without trace, chat/completion) and the
+//!   proxy prompt; [`exemplars`]: the three worked few-shot exemplars.
+//! * [`parse`]: completion → (rationale, fixed program).
+//! * [`repair`]: one repair: failing test → trace → prompt → generate → parse → grade.
+//! * [`eval`]: `n` samples per task, greedy, proxy; resumable through [`store`], the SQLite run
+//!   store; [`report`]: pass@k, unparseable rate, token usage as text / JSON / markdown.
+//! * [`candidates`]: sampling candidate programs for building MBPP-R.
+
+pub mod candidates;
+pub mod eval;
+pub mod exemplars;
+pub mod parse;
+pub mod prompt;
+pub mod repair;
+pub mod report;
+pub mod store;
+pub mod task;
+
+pub use eval::{run_eval, EvalConfig, EvalContext, Progress};
+pub use repair::{repair_task, CoreError, RepairConfig, RepairOutcome};
+pub use report::EvalReport;
+pub use store::RunStore;

@@ -1,0 +1,353 @@
+//! Reports of an evaluation run, computed from the run store: pass@k (the unbiased estimator
+//! of `nxt-data`), greedy pass@1, proxy pass@k, unparseable rate, token usage; as text, JSON
+//! and markdown.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use nxt_data::{mean_pass_at_k, RepairTask};
+use serde::{Deserialize, Serialize};
+
+use crate::eval::EvalConfig;
+use crate::repair::CoreError;
+use crate::store::{Counts, PromptKind, RunStore, Usage};
+
+/// Per-task counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSummary {
+    /// Task id.
+    pub task_id: String,
+    /// Samples stored.
+    pub n: usize,
+    /// Samples whose fix passed.
+    pub correct: usize,
+    /// Unparseable samples.
+    pub unparseable: usize,
+    /// Greedy sample passed (None: no greedy sample).
+    pub greedy_passed: Option<bool>,
+    /// Proxy fixes stored.
+    pub proxy_n: usize,
+    /// Proxy fixes that passed.
+    pub proxy_correct: usize,
+    /// Whether a trace was shown.
+    pub traced: bool,
+}
+
+/// Summary of one kind of sample.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KindSummary {
+    /// pass@k by k (only the k that every task allows, i.e. k <= n).
+    pub pass_at_k: BTreeMap<usize, f64>,
+    /// Samples.
+    pub samples: usize,
+    /// Samples not yet graded (an interrupted run).
+    pub ungraded: usize,
+    /// Unparseable samples.
+    pub unparseable: usize,
+    /// Unparseable fraction.
+    pub unparseable_rate: f64,
+    /// Token usage.
+    pub usage: Usage,
+}
+
+/// The report of an evaluation run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// Benchmark.
+    pub benchmark: String,
+    /// Model evaluated.
+    pub model: String,
+    /// Proxy model, if any.
+    pub proxy_model: Option<String>,
+    /// Tasks in the report.
+    pub tasks: usize,
+    /// Samples asked per task.
+    pub n: usize,
+    /// Temperature.
+    pub temperature: f32,
+    /// Trace shown in the prompt.
+    pub with_trace: bool,
+    /// Few-shot prompt.
+    pub few_shot: bool,
+    /// Tasks whose prompt had a trace.
+    pub traced_tasks: usize,
+    /// Sampled repairs.
+    pub sampled: KindSummary,
+    /// Greedy pass@1 (None when not run).
+    pub greedy_pass_at_1: Option<f64>,
+    /// Greedy samples.
+    pub greedy: Option<KindSummary>,
+    /// Proxy fixes from each rationale.
+    pub proxy: Option<KindSummary>,
+    /// Rows in the store.
+    pub store_counts: Counts,
+    /// Recorded errors / notes (tracing notes, generation failures).
+    pub errors: usize,
+    /// Per task.
+    pub per_task: Vec<TaskSummary>,
+}
+
+/// Per task: (samples, correct, unparseable).
+type PerTask = (usize, usize, usize);
+
+fn summarize(
+    store: &RunStore,
+    kind: PromptKind,
+    ids: &BTreeMap<&str, usize>,
+    ks: &[usize],
+) -> Result<(KindSummary, Vec<PerTask>), CoreError> {
+    let mut per: Vec<PerTask> = vec![(0, 0, 0); ids.len()];
+    let mut s = KindSummary::default();
+    for o in store.outcomes(kind)? {
+        let Some(&i) = ids.get(o.task_id.as_str()) else {
+            continue;
+        };
+        per[i].0 += 1;
+        s.samples += 1;
+        if o.passed == Some(true) {
+            per[i].1 += 1;
+        }
+        if o.passed.is_none() {
+            s.ungraded += 1;
+        }
+        if o.parsed == Some(false) {
+            per[i].2 += 1;
+            s.unparseable += 1;
+        }
+    }
+    s.unparseable_rate = if s.samples == 0 {
+        0.0
+    } else {
+        s.unparseable as f64 / s.samples as f64
+    };
+    let counts: Vec<(usize, usize)> = per.iter().map(|&(n, c, _)| (n, c)).collect();
+    for &k in ks {
+        if let Some(v) = mean_pass_at_k(&counts, k) {
+            s.pass_at_k.insert(k, v);
+        }
+    }
+    s.usage = store.usage(kind)?;
+    Ok((s, per))
+}
+
+/// Compute the report of `tasks` from the store.
+pub fn build_report(
+    store: &RunStore,
+    cfg: &EvalConfig,
+    model: String,
+    proxy_model: Option<String>,
+    tasks: &[RepairTask],
+) -> Result<EvalReport, CoreError> {
+    let ids: BTreeMap<&str, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    let (sampled, per) = summarize(store, PromptKind::Sample, &ids, &cfg.ks)?;
+    let (greedy, gper) = summarize(store, PromptKind::Greedy, &ids, &[1])?;
+    let (proxy, pper) = summarize(store, PromptKind::Proxy, &ids, &cfg.ks)?;
+    let mut per_task = Vec::new();
+    let mut traced_tasks = 0;
+    for (i, t) in tasks.iter().enumerate() {
+        let traced = store.prep(&t.id)?.is_some_and(|p| p.trace.is_some());
+        traced_tasks += traced as usize;
+        per_task.push(TaskSummary {
+            task_id: t.id.clone(),
+            n: per[i].0,
+            correct: per[i].1,
+            unparseable: per[i].2,
+            greedy_passed: (gper[i].0 > 0).then_some(gper[i].1 > 0),
+            proxy_n: pper[i].0,
+            proxy_correct: pper[i].1,
+            traced,
+        });
+    }
+    let has_greedy = greedy.samples > 0;
+    let has_proxy = proxy.samples > 0 || proxy_model.is_some();
+    Ok(EvalReport {
+        benchmark: cfg.benchmark.clone(),
+        model,
+        proxy_model,
+        tasks: tasks.len(),
+        n: cfg.n,
+        temperature: cfg.temperature,
+        with_trace: cfg.repair.prompt.with_trace,
+        few_shot: cfg.repair.prompt.few_shot,
+        traced_tasks,
+        greedy_pass_at_1: if has_greedy {
+            greedy.pass_at_k.get(&1).copied()
+        } else {
+            None
+        },
+        sampled,
+        greedy: has_greedy.then_some(greedy),
+        proxy: has_proxy.then_some(proxy),
+        store_counts: store.counts()?,
+        errors: store.errors()?.len(),
+        per_task,
+    })
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.1}", 100.0 * v)
+}
+
+impl EvalReport {
+    /// Short text summary for the terminal.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{} on {} ({} tasks, n={}, T={}, {}, {}):",
+            self.model,
+            self.benchmark,
+            self.tasks,
+            self.n,
+            self.temperature,
+            if self.few_shot { "3-shot" } else { "0-shot" },
+            if self.with_trace {
+                format!("with trace ({} traced)", self.traced_tasks)
+            } else {
+                "without trace".into()
+            }
+        );
+        for (k, v) in &self.sampled.pass_at_k {
+            let _ = writeln!(s, "  pass@{k:<3} {}%", pct(*v));
+        }
+        if let Some(g) = self.greedy_pass_at_1 {
+            let _ = writeln!(s, "  greedy pass@1 {}%", pct(g));
+        }
+        if let Some(p) = &self.proxy {
+            for (k, v) in &p.pass_at_k {
+                let _ = writeln!(
+                    s,
+                    "  proxy pass@{k:<3} {}% ({})",
+                    pct(*v),
+                    self.proxy_model.as_deref().unwrap_or("?")
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "  unparseable {}/{} ({}%); tokens: {} prompt, {} generated ({} completions cut at max_tokens)",
+            self.sampled.unparseable,
+            self.sampled.samples,
+            pct(self.sampled.unparseable_rate),
+            self.sampled.usage.prompt_tokens,
+            self.sampled.usage.completion_tokens,
+            self.sampled.usage.truncated
+        );
+        if self.sampled.ungraded > 0 {
+            let _ = writeln!(s, "  WARNING: {} samples not graded", self.sampled.ungraded);
+        }
+        s
+    }
+
+    /// Markdown report.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "# NExT repair: {} on {}\n", self.model, self.benchmark);
+        let _ = writeln!(s, "| setting | value |\n|---|---|");
+        let _ = writeln!(s, "| tasks | {} |", self.tasks);
+        let _ = writeln!(s, "| samples per task | {} |", self.n);
+        let _ = writeln!(s, "| temperature | {} |", self.temperature);
+        let _ = writeln!(
+            s,
+            "| prompt | {} |",
+            if self.few_shot { "3-shot" } else { "0-shot" }
+        );
+        let _ = writeln!(
+            s,
+            "| trace | {} |",
+            if self.with_trace {
+                format!(
+                    "inline ({} of {} tasks traced)",
+                    self.traced_tasks, self.tasks
+                )
+            } else {
+                "none".into()
+            }
+        );
+        if let Some(p) = &self.proxy_model {
+            let _ = writeln!(s, "| proxy model | {p} |");
+        }
+        let _ = writeln!(s, "\n## Fix rate\n\n| metric | value (%) |\n|---|---|");
+        for (k, v) in &self.sampled.pass_at_k {
+            let _ = writeln!(s, "| pass@{k} | {} |", pct(*v));
+        }
+        if let Some(g) = self.greedy_pass_at_1 {
+            let _ = writeln!(s, "| greedy pass@1 | {} |", pct(g));
+        }
+        if let Some(p) = &self.proxy {
+            for (k, v) in &p.pass_at_k {
+                let _ = writeln!(s, "| proxy pass@{k} | {} |", pct(*v));
+            }
+        }
+        let _ = writeln!(
+            s,
+            "| unparseable | {} ({}/{}) |",
+            pct(self.sampled.unparseable_rate),
+            self.sampled.unparseable,
+            self.sampled.samples
+        );
+        let _ = writeln!(s, "\n## Token usage\n\n| kind | completions | prompt tokens | generated tokens | cut at max_tokens |\n|---|---|---|---|---|");
+        let rows = [
+            ("sampled", Some(&self.sampled)),
+            ("greedy", self.greedy.as_ref()),
+            ("proxy", self.proxy.as_ref()),
+        ];
+        for (name, k) in rows {
+            if let Some(k) = k {
+                let u = &k.usage;
+                let _ = writeln!(
+                    s,
+                    "| {name} | {} | {} | {} | {} |",
+                    u.completions, u.prompt_tokens, u.completion_tokens, u.truncated
+                );
+            }
+        }
+        let _ = writeln!(s, "\n## Per task\n\n| task | correct / n | unparseable | greedy | proxy | traced |\n|---|---|---|---|---|---|");
+        for t in &self.per_task {
+            let g = match t.greedy_passed {
+                Some(true) => "pass",
+                Some(false) => "fail",
+                None => "-",
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} / {} | {} | {g} | {} / {} | {} |",
+                t.task_id,
+                t.correct,
+                t.n,
+                t.unparseable,
+                t.proxy_correct,
+                t.proxy_n,
+                if t.traced { "yes" } else { "no" }
+            );
+        }
+        let c = &self.store_counts;
+        let _ = writeln!(
+            s,
+            "\nStore: {} tasks, {} prompts, {} samples, {} parses, {} verdicts, {} notes/errors.",
+            c.tasks, c.prompts, c.samples, c.parses, c.verdicts, c.errors
+        );
+        s
+    }
+
+    /// Write `results.json` and `report.md` into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<(), CoreError> {
+        let io = |p: &Path, e: std::io::Error| CoreError::Io {
+            path: p.display().to_string(),
+            source: e,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let json = serde_json::to_string_pretty(self)
+            .map_err(|e| CoreError::Invalid(format!("report: {e}")))?;
+        let p = dir.join("results.json");
+        std::fs::write(&p, json + "\n").map_err(|e| io(&p, e))?;
+        let p = dir.join("report.md");
+        std::fs::write(&p, self.markdown()).map_err(|e| io(&p, e))?;
+        Ok(())
+    }
+}
