@@ -33,6 +33,18 @@ class _Budget(BaseException):
     """Raised inside the traced program when the run budget is spent."""
 
 
+_FAST = frozenset([int, float, str, bool, type(None)])
+_BIG = 10 ** 18  # ints below this print fast and short
+
+
+def _strlen(x):
+    return len(x) if type(x) is str else 0
+
+
+def _intbits(x):
+    return x.bit_length() if type(x) is int else 0
+
+
 class Repr(object):
     """Bounded repr: limits on length, items and depth; never raises."""
 
@@ -61,6 +73,12 @@ class Repr(object):
         except BaseException as e:  # a user __repr__ may raise anything
             self.truncated = True
             return "<repr failed: %s>" % type(e).__name__
+
+    def small(self, items):
+        """No long string and no huge int among scalar items (C-speed checks)."""
+        if max(map(_strlen, items)) > self.max_len:
+            return False
+        return max(map(_intbits, items)) <= 10000
 
     def bigint(self, v):
         self.truncated = True
@@ -94,6 +112,15 @@ class Repr(object):
         if t is list or t is tuple or t is set or t is frozenset or t is dict:
             if not v:
                 return repr(v)
+            if len(v) <= self.max_items:
+                # C-speed path: small containers of scalars
+                if t is dict:
+                    kinds = set(map(type, v))
+                    kinds.update(map(type, v.values()))
+                else:
+                    kinds = set(map(type, v))
+                if kinds <= _FAST and self.small(v) and (t is not dict or self.small(v.values())):
+                    return self.cut(repr(v))
             i = id(v)
             if i in path:
                 self.truncated = True
@@ -195,11 +222,19 @@ class Source(object):
         self.loop_body = {}  # anchor of a for statement -> (first, last) line of its body
         self.render = {}  # anchor -> document line that carries its comment
         self.merge = set()  # anchors whose backward jumps stay inside (inlined comprehensions)
+        # statements that can change an existing object in place (they call something or store
+        # into a subscript / attribute); only after these are mutable values compared by repr
+        self.mutating = set()
+        self.quiet = set()  # anchors that neither assign, nor call, nor bind names
         try:
             tree = ast.parse(text)
         except (SyntaxError, ValueError):
             return
         self._walk_body(tree.body)
+        self.quiet = set(
+            a for a in self.header_end
+            if a not in self.assigned and a not in self.mutating and a not in self.skip
+        )
         ok = self._annotatable(text, tree)
         for anchor, end in self.header_end.items():
             line = end
@@ -291,12 +326,19 @@ class Source(object):
             body = node.body
             last = max(getattr(s, "end_lineno", s.lineno) or s.lineno for s in body)
             self.loop_body[anchor] = (body[0].lineno, last)  # `as` targets bind on entry only
-        for part in self._header_parts(node):
+        parts = self._header_parts(node)
+        for part in parts:
             _walrus(part, names)
             for sub in ast.walk(part):
                 if isinstance(sub, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
                     self.merge.add(anchor)
                     break
+        if isinstance(node, _LOOP_NODES):
+            parts = [node.target]  # the iterable is evaluated once, before the first iteration
+        if isinstance(node, (ast.Delete, ast.With, ast.AsyncWith, ast.Raise)) or any(
+            _may_mutate(p) for p in parts
+        ):
+            self.mutating.add(anchor)
         if names:
             prev = self.assigned.get(anchor, ())
             self.assigned[anchor] = prev + tuple(n for n in names if n not in prev)
@@ -367,6 +409,18 @@ def _max_line(node):
         if isinstance(ln, int) and ln > m:
             m = ln
     return m
+
+
+_CALLISH = (ast.Call, ast.Yield, ast.YieldFrom, ast.Await)
+
+
+def _may_mutate(node):
+    for n in ast.walk(node):
+        if isinstance(n, _CALLISH):
+            return True
+        if isinstance(n, (ast.Subscript, ast.Attribute)) and not isinstance(n.ctx, ast.Load):
+            return True
+    return False
 
 
 def _walrus(node, names):
@@ -440,6 +494,7 @@ class Tracer(object):
         self.errors = []  # internal tracer failures (should stay empty)
         self.lost = 0  # events lost to the recursion limit
         self.alarm = False  # True when SIGALRM enforces the run budget
+        self.lt = self.local_trace
 
     # -- helpers ---------------------------------------------------------------------------
     def info_for(self, code):
@@ -453,6 +508,9 @@ class Tracer(object):
     def emit(self, line, kind, data):
         if self.step >= self.max_events:
             self.stop("steps", line)
+            return None
+        if not self.step & 63 and time.perf_counter() > self.trace_deadline:
+            self.stop("time", line)
             return None
         ev = [self.step, line, kind, data]
         self.events.append(ev)
@@ -492,61 +550,85 @@ class Tracer(object):
         anchor = st.anchor
         st.anchor = None
         src = st.info.src
-        assigned = () if st.exc is not None else src.assigned.get(anchor, ())
+        exc = st.exc
+        st.exc = None
+        assigned = () if exc is not None else src.assigned.get(anchor, ())
         if assigned and anchor in src.loop_body:
             b = src.loop_body[anchor]
             if next_line is None or not (b[0] <= next_line <= b[1]):
                 assigned = ()  # the loop was exhausted: its target was not assigned again
-        skip = src.skip.get(anchor)
-        st.exc = None
+        mut = exc is not None or anchor in src.mutating or anchor in src.skip
+        if not assigned and not mut:
+            return  # nothing assigned, nothing callable: no name can have changed
         loc = frame.f_locals
         snap = st.snap
-        out = None
+        out = []
         rep = self.rep
-        for k, v in loc.items():
-            old = snap.get(k)
-            if old is None:
-                if k[:1] == "." or (k[:2] == "__" and k[-2:] == "__"):
+        short = rep.max_len // 10  # a str this short never needs cutting (repr <= 10x + 2)
+        # 1. the names the statement assigned (every time, even to an equal value)
+        for k in assigned:
+            if k in loc:
+                v = loc[k]
+                old = snap.get(k)
+                if old is not None and old[0] is v and old[2] and old[1] is not None:
+                    r = old[1]
+                else:
+                    tv = type(v)
+                    if (tv is int and -_BIG < v < _BIG) or tv is float or tv is bool or v is None:
+                        r = repr(v)
+                        snap[k] = (v, r, True)
+                    elif tv is str and len(v) < short:
+                        r = repr(v)
+                        snap[k] = (v, r, True)
+                    else:
+                        r = rep(v)
+                        snap[k] = (v, r, _immutable(v))
+                out.append([k, r])
+            elif not st.info.module:
+                g = frame.f_globals
+                if k in g:  # a `global` name assigned by this statement
+                    out.append([k, rep(g[k])])
+        # 2. after a statement that may call code or store into objects: every other name
+        #    that was rebound, or whose value changed in place
+        if mut:
+            skip = src.skip.get(anchor)
+            for k, v in loc.items():
+                if k in assigned:
                     continue
-                if skip is not None and k in skip:
-                    snap[k] = (v, None, True)
-                    continue
-                r = rep(v)
-                snap[k] = (v, r, _immutable(v))
-            elif old[0] is not v:
-                if skip is not None and k in skip:
-                    snap[k] = (v, None, True)
-                    continue
-                r = rep(v)
-                snap[k] = (v, r, _immutable(v))
-            elif k in assigned:
-                r = old[1]
-                if r is None or not old[2]:
+                old = snap.get(k)
+                if old is None:
+                    if k[:1] == "." or (k[:2] == "__" and k[-2:] == "__"):
+                        continue
+                    if skip is not None and k in skip:
+                        snap[k] = (v, None, True)
+                        continue
                     r = rep(v)
-                    snap[k] = (v, r, old[2])
-            elif not old[2]:
-                r = rep(v)
-                if r == old[1]:
+                    snap[k] = (v, r, _immutable(v))
+                elif old[0] is not v:
+                    if skip is not None and k in skip:
+                        snap[k] = (v, None, True)
+                        continue
+                    r = rep(v)
+                    snap[k] = (v, r, _immutable(v))
+                elif not old[2]:
+                    r = rep(v)
+                    if r == old[1]:
+                        continue
+                    snap[k] = (v, r, False)
+                    if old[1] is None:
+                        continue  # first look at a value inherited from the caller's snapshot
+                else:
                     continue
-                snap[k] = (v, r, False)
-                if old[1] is None:
-                    continue  # first look at a value inherited from the caller's snapshot
-            else:
-                continue
-            if out is None:
-                out = []
-            out.append([k, r])
-        if assigned and not st.info.module:
-            for k in assigned:
-                if k not in loc:
-                    g = frame.f_globals
-                    if k in g:  # a `global` name assigned by this statement
-                        if out is None:
-                            out = []
-                        out.append([k, rep(g[k])])
-        if out is not None and self.recording:
+                out.append([k, r])
+        if out and self.recording:
             line = src.render.get(anchor, anchor + src.offset)
-            self.emit(line, "line", out)
+            step = self.step
+            if step >= self.max_events or (not step & 63 and time.perf_counter() > self.trace_deadline):
+                self.emit(line, "line", out)  # the slow path marks the truncation
+            else:
+                self.events.append([step, line, "line", out])
+                self.step = step + 1
+                self.last_line = line
 
     # -- the trace functions -----------------------------------------------------------------
     def global_trace(self, frame, event, arg):
@@ -559,10 +641,10 @@ class Tracer(object):
             raise
         except RecursionError:
             self.lost += 1
-            return self.local_trace
+            return self.lt
         except BaseException as e:
             self.internal_error(e)
-            return self.local_trace
+            return self.lt
 
     def _call(self, frame, info):
         st = self.states.get(frame)
@@ -570,7 +652,7 @@ class Tracer(object):
             st = FrameState(info)
             self.states[frame] = st
         if not self.recording:
-            return self.local_trace
+            return self.lt
         if not st.started:
             st.started = True
             loc = frame.f_locals
@@ -587,9 +669,39 @@ class Tracer(object):
                         out.append([a, r])
                 if out:
                     self.emit(info.def_line, "call", out)
-        return self.local_trace
+        return self.lt
 
     def local_trace(self, frame, event, arg):
+        # hot path: a line event in a known frame, with SIGALRM guarding the run budget
+        if event == "line" and self.alarm and self.recording:
+            st = self.states.get(frame)
+            if st is not None:
+                src = st.info.src
+                ln = frame.f_lineno
+                anchor = src.line_anchor.get(ln, ln)
+                lasti = frame.f_lasti
+                a = st.anchor
+                if a is not None:
+                    if st.exc is None:
+                        if anchor == a and (lasti > st.lasti or anchor in src.merge):
+                            st.lasti = lasti
+                            return self.lt
+                        if a in src.quiet:  # assigns nothing, calls nothing: nothing to report
+                            st.anchor = anchor
+                            st.lasti = lasti
+                            return self.lt
+                    try:
+                        self.complete(frame, st, ln)
+                    except RecursionError:
+                        self.lost += 1
+                    except BaseException as e:  # never let a tracer failure reach the program
+                        self.internal_error(e)
+                st.anchor = anchor
+                st.lasti = lasti
+                return self.lt
+        return self.slow_trace(frame, event, arg)
+
+    def slow_trace(self, frame, event, arg):
         self.tick += 1
         if not self.tick & 63:
             now = time.perf_counter()
@@ -648,7 +760,7 @@ class Tracer(object):
                 if exc is not None and arg is None:
                     return self.local_trace  # the exception propagates out of this frame
                 if info.module:
-                    return self.local_trace
+                    return self.lt
                 if self.recording:
                     line = info.src.render.get(anchor, anchor + info.src.offset)
                     ev = self.emit(line, "return" if final else "yield", self.rep(arg))
@@ -662,7 +774,7 @@ class Tracer(object):
                     if not (st.info.module and src is self.sources.get(TEST_FILE)):
                         return self.local_trace  # propagating: shown where it was raised
                 elif etype in _SKIP_EXC and not st.info.module:
-                    return self.local_trace
+                    return self.lt
                 self.reported_exc = evalue
                 ln = frame.f_lineno
                 anchor = src.line_anchor.get(ln, ln)
@@ -676,7 +788,7 @@ class Tracer(object):
             self.lost += 1
         except BaseException as e:  # never let a tracer failure reach the program
             self.internal_error(e)
-        return self.local_trace
+        return self.lt
 
     def internal_error(self, e):
         if len(self.errors) < 5:

@@ -12,7 +12,7 @@ class Stack:
 def build(xs):  # (0) xs=[3, 4];
     s = Stack()  # (4) s=Stack([]);
     for x in xs:  # (5) x=3; (10) x=4;
-        n = s.push(x)  # (9) s=Stack([3]); n=1; (14) s=Stack([3, 4]); n=2;
+        n = s.push(x)  # (9) n=1; s=Stack([3]); (14) n=2; s=Stack([3, 4]);
     return s.items  # (15) __return__=[3, 4];
 
 assert build([3, 4]) == [3, 4]
