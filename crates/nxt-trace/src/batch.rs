@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    render, trace, CaptureOptions, DriverRunner, Format, RenderOptions, TestOutcome, Trace,
+    render, trace_many, CaptureOptions, DriverRunner, Format, RenderOptions, TestOutcome, Trace,
     TraceRequest, Truncation,
 };
 use nxt_sandbox::SetupPlacement;
@@ -153,6 +153,8 @@ pub struct BatchSettings {
     pub include_trace: bool,
     /// Worker threads (at most the pool's workers are busy at once).
     pub threads: usize,
+    /// Jobs traced per sandbox job (each in its own forked process inside it).
+    pub chunk: usize,
 }
 
 /// Trace every job whose id is not yet in `out` and append one line per job to `out` as it
@@ -175,20 +177,26 @@ pub fn run_batch<R: DriverRunner + ?Sized>(
     let next = AtomicUsize::new(0);
     let finished = AtomicUsize::new(0);
     let first_error: Mutex<Option<BatchError>> = Mutex::new(None);
+    let chunks: Vec<&[&BatchJob]> = todo.chunks(settings.chunk.max(1)).collect();
     std::thread::scope(|s| {
         for _ in 0..settings.threads.max(1) {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(job) = todo.get(i) else { break };
-                let line = trace_one(runner, job, settings);
+                let Some(chunk) = chunks.get(i) else { break };
+                let lines = trace_chunk(runner, chunk, settings);
                 let mut w = match writer.lock() {
                     Ok(w) => w,
                     Err(p) => p.into_inner(),
                 };
-                let res = serde_json::to_writer(&mut *w, &line)
-                    .map_err(std::io::Error::other)
-                    .and_then(|_| w.write_all(b"\n"))
-                    .and_then(|_| w.flush());
+                let mut res = Ok(());
+                for line in &lines {
+                    res = res.and_then(|_| {
+                        serde_json::to_writer(&mut *w, line)
+                            .map_err(std::io::Error::other)
+                            .and_then(|_| w.write_all(b"\n"))
+                    });
+                }
+                let res = res.and_then(|_| w.flush());
                 drop(w);
                 if let Err(e) = res {
                     if let Ok(mut f) = first_error.lock() {
@@ -199,7 +207,8 @@ pub fn run_batch<R: DriverRunner + ?Sized>(
                     }
                     break;
                 }
-                progress(finished.fetch_add(1, Ordering::Relaxed) + 1, todo.len());
+                let done = finished.fetch_add(lines.len(), Ordering::Relaxed) + lines.len();
+                progress(done, todo.len());
             });
         }
     });
@@ -209,37 +218,47 @@ pub fn run_batch<R: DriverRunner + ?Sized>(
     Ok(finished.into_inner())
 }
 
-fn trace_one<R: DriverRunner + ?Sized>(
+fn trace_chunk<R: DriverRunner + ?Sized>(
     runner: &R,
-    job: &BatchJob,
+    jobs: &[&BatchJob],
     s: &BatchSettings,
-) -> BatchOutput {
-    let mut req = TraceRequest::new(job.program.clone(), job.test.clone());
-    req.setup = job.setup.clone();
-    req.setup_placement = if job.setup_before_program {
-        SetupPlacement::BeforeProgram
-    } else {
-        SetupPlacement::AfterProgram
-    };
-    req.capture = s.capture.clone();
-    match trace(runner, &req) {
-        Ok(t) => BatchOutput {
-            id: job.id.clone(),
-            verdict: Some(t.verdict.clone()),
-            truncated: t.truncated.clone(),
-            events: t.events.len(),
-            rendered: render(&t, s.format, &s.render),
-            trace: if s.include_trace { Some(t) } else { None },
-            error: None,
-        },
-        Err(e) => BatchOutput {
-            id: job.id.clone(),
-            verdict: None,
-            truncated: None,
-            events: 0,
-            rendered: String::new(),
-            trace: None,
-            error: Some(e.to_string()),
-        },
-    }
+) -> Vec<BatchOutput> {
+    let reqs: Vec<TraceRequest> = jobs
+        .iter()
+        .map(|job| {
+            let mut req = TraceRequest::new(job.program.clone(), job.test.clone());
+            req.setup = job.setup.clone();
+            req.setup_placement = if job.setup_before_program {
+                SetupPlacement::BeforeProgram
+            } else {
+                SetupPlacement::AfterProgram
+            };
+            req.capture = s.capture.clone();
+            req
+        })
+        .collect();
+    trace_many(runner, &reqs)
+        .into_iter()
+        .zip(jobs)
+        .map(|(result, job)| match result {
+            Ok(t) => BatchOutput {
+                id: job.id.clone(),
+                verdict: Some(t.verdict.clone()),
+                truncated: t.truncated.clone(),
+                events: t.events.len(),
+                rendered: render(&t, s.format, &s.render),
+                trace: if s.include_trace { Some(t) } else { None },
+                error: None,
+            },
+            Err(e) => BatchOutput {
+                id: job.id.clone(),
+                verdict: None,
+                truncated: None,
+                events: 0,
+                rendered: String::new(),
+                trace: None,
+                error: Some(e.to_string()),
+            },
+        })
+        .collect()
 }

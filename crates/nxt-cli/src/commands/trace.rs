@@ -142,6 +142,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             format: args.format,
             render: opts,
             include_trace: args.include_trace,
+            chunk: 8,
             threads: args
                 .workers
                 .unwrap_or_else(|| PoolConfig::default().workers),
