@@ -664,7 +664,11 @@ class Tracer(object):
                 for a in info.args:
                     if a in loc:
                         v = loc[a]
-                        r = rep(v)
+                        tv = type(v)
+                        if (tv is int and -_BIG < v < _BIG) or tv is bool or tv is float or v is None:
+                            r = repr(v)
+                        else:
+                            r = rep(v)
                         snap[a] = (v, r, _immutable(v))
                         out.append([a, r])
                 if out:
@@ -763,7 +767,12 @@ class Tracer(object):
                     return self.lt
                 if self.recording:
                     line = info.src.render.get(anchor, anchor + info.src.offset)
-                    ev = self.emit(line, "return" if final else "yield", self.rep(arg))
+                    ta = type(arg)
+                    if (ta is int and -_BIG < arg < _BIG) or ta is bool or ta is float or arg is None:
+                        r = repr(arg)  # no Python-level call: works at the recursion limit too
+                    else:
+                        r = self.rep(arg)
+                    ev = self.emit(line, "return" if final else "yield", r)
                     if ev is not None and self.verify and final:
                         self.returns.append([ev[0], _real_repr(arg)])
             elif event == "exception":
