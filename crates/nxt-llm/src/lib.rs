@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod engine;
 pub mod openai;
 pub mod server;
 
