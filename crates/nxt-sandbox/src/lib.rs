@@ -1,17 +1,11 @@
 //! `nxt-sandbox`: run untrusted, model-written Python against tests.
 //!
-//! PUBLIC API CONTRACT (agreed between crates; the implementation lives behind it).
-//! Other crates (`nxt-trace`, `nxt-data`, `nxt-core`) code against exactly these names:
-//!
-//! * [`Pool::new`] / [`Pool::run`] / [`Pool::run_many`]: test jobs (program + setup + asserts).
-//! * [`Pool::run_driver`]: run a *trusted* Python driver (e.g. the tracer) inside the same
-//!   sandbox, handing it a payload and getting back the bytes it emitted on the result channel.
-//!
-//! Still to be written by the sandbox implementation (signatures fixed):
+//! PUBLIC API (agreed between crates; `nxt-trace`, `nxt-data`, `nxt-core` code against it):
 //!
 //! ```text
-//! pub struct PoolConfig { pub workers: usize, pub python: Option<PathBuf>,
-//!                         pub allow_weak_isolation: bool, .. }   // + Default
+//! pub struct PoolConfig { pub workers, pub python: Option<PathBuf>, pub allow_weak_isolation,
+//!                         pub uid_base, pub file_bytes, pub max_processes, pub tmpfs_mb,
+//!                         pub temp_root }                           // + Default
 //! impl Default for Limits                                          // 10 s/test, 60 s/job, 1 GiB, 64 KiB
 //! pub struct Pool;                                                 // Send + Sync
 //! impl Pool {
@@ -23,6 +17,42 @@
 //! }
 //! pub fn find_python() -> Result<PathBuf, SandboxError>;           // NXT_PYTHON, else resolves shims
 //! ```
+//!
+//! # How a job runs
+//!
+//! The pool starts `workers` CPython processes (`-I -S -B`, the trusted harness
+//! `src/harness.py` shipped in the binary). Each worker is PID 1 of its own PID namespace and
+//! has its own network, IPC, UTS and mount namespaces (job directories live on a tmpfs private
+//! to it). A worker forks a small *zygote* once; per job the zygote forks one child, which
+//! becomes a session leader, switches to the worker's unprivileged uid, sets the parent-death
+//! signal, `no_new_privs`, landlock (write only below its own directory; no reads of `/proc`,
+//! `/sys`, `/dev`), rlimits and the seccomp filters of [`seccomp_programs`], compiles the
+//! tests, installs an audit hook, and runs program, setup and tests. It reports on a dedicated
+//! pipe with records authenticated by a 16-byte per-job secret; stdout and stderr go to bounded
+//! captures. The worker monitors per-test and per-job wall time, kills the job's process group
+//! on a timeout (the remaining tests then run in a fresh child), kills every process still
+//! running under the job's uid afterwards, and removes the job directory. A missing "done"
+//! record (e.g. `os._exit` during a test) gives the running test an error and reruns the rest.
+//!
+//! # Strict comparison ([`Comparison::Strict`], the default)
+//!
+//! Every `assert` in the tests is rewritten so that `==`, `!=`, `<`, ..., `in` and bare truth
+//! tests are judged by trusted functions bound into the compiled code as constants (no name a
+//! program could rebind). Values stored in builtin types (also in subclasses such as
+//! `Counter` or named tuples) are compared through the builtin types' own C methods, so an
+//! overridden `__eq__`, `__iter__` or `__len__` has no say; numbers compare by value (`True ==
+//! 1 == 1.0`, as Python and EvalPlus do); `list` never equals `tuple`; objects of other types
+//! must have the same type and their `__eq__` must return a real `True`. Ordering and
+//! membership need operands of builtin or C-implemented types; a bare `assert x` needs such an
+//! `x`. Known limit: two instances of the *same* program-defined class are compared by that
+//! class's own `__eq__`.
+//!
+//! # Residual risks (documented, not defended in-process)
+//!
+//! The harness shares its process with the program, so the audit hook is what keeps the
+//! program from reaching harness objects. CPython audit hooks are not a security boundary
+//! against a C-level exploit of the interpreter; such an exploit would still be confined by
+//! the kernel layers (namespaces, uid, landlock, seccomp, rlimits), but could forge a result.
 
 use std::time::Duration;
 
