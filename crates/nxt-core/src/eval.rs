@@ -263,6 +263,25 @@ fn run_pending(
             let p = &chunk[i];
             let outcome = match r {
                 Ok(cs) => record_completions(ctx.pool, store, p.task, p.prompt_id, p.have, &cs),
+                // The request itself is invalid (e.g. the prompt exceeds the model's context):
+                // retrying cannot help, so its samples are recorded as failed, empty ones.
+                Err(LlmError::Request(msg)) => store
+                    .put_error(Some(&p.task.id), stage, &format!("invalid request: {msg}"))
+                    .and_then(|_| store.put_failed_samples(p.prompt_id, p.have, p.request.n))
+                    .map_err(CoreError::from)
+                    .and_then(|ids| {
+                        let parsed = parse_for(p.task, "");
+                        for id in ids {
+                            store.put_parse(id, &parsed)?;
+                            store.put_verdict(
+                                id,
+                                false,
+                                &serde_json::json!({"generation_error": msg}),
+                            )?;
+                        }
+                        Ok(())
+                    }),
+                // Anything else (server down, model files) stops the run; rerunning resumes.
                 Err(e) => store
                     .put_error(Some(&p.task.id), stage, &e.to_string())
                     .map_err(CoreError::from)

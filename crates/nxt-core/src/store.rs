@@ -135,6 +135,8 @@ pub struct Usage {
     pub completion_tokens: i64,
     /// Completions cut by `max_tokens`.
     pub truncated: i64,
+    /// Samples recorded as failed because the request was invalid (e.g. prompt too long).
+    pub failed: i64,
 }
 
 const SCHEMA: &str = "
@@ -447,6 +449,31 @@ impl RunStore {
         Ok(ids)
     }
 
+    /// Record `count` samples `first_idx..` of a prompt whose generation failed for good (an
+    /// invalid request): empty text, finish reason `error`. They count as failures.
+    pub fn put_failed_samples(
+        &self,
+        prompt_id: i64,
+        first_idx: usize,
+        count: usize,
+    ) -> Result<Vec<i64>, StoreError> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let mut ids = Vec::new();
+        for i in 0..count {
+            let n = tx
+                .execute(
+                    "INSERT OR IGNORE INTO samples(prompt_id, idx, text, prompt_tokens, completion_tokens, finish_reason) VALUES(?1, ?2, '', 0, 0, 'error')",
+                    params![prompt_id, (first_idx + i) as i64],
+                )
+                .map_err(|e| self.err(e))?;
+            if n == 1 {
+                ids.push(tx.last_insert_rowid());
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(ids)
+    }
+
     /// The samples of a prompt, by index.
     pub fn samples(&self, prompt_id: i64) -> Result<Vec<SampleRow>, StoreError> {
         let mut st = self
@@ -605,10 +632,18 @@ impl RunStore {
         self.conn
             .query_row(
                 "SELECT COUNT(*), COALESCE(SUM(s.prompt_tokens),0), COALESCE(SUM(s.completion_tokens),0),
-                        COALESCE(SUM(s.finish_reason='length'),0)
+                        COALESCE(SUM(s.finish_reason='length'),0), COALESCE(SUM(s.finish_reason='error'),0)
                  FROM samples s JOIN prompts p ON p.id = s.prompt_id WHERE p.kind = ?1",
                 params![kind.as_str()],
-                |r| Ok(Usage { completions: r.get(0)?, prompt_tokens: r.get(1)?, completion_tokens: r.get(2)?, truncated: r.get(3)? }),
+                |r| {
+                    Ok(Usage {
+                        completions: r.get(0)?,
+                        prompt_tokens: r.get(1)?,
+                        completion_tokens: r.get(2)?,
+                        truncated: r.get(3)?,
+                        failed: r.get(4)?,
+                    })
+                },
             )
             .map_err(|e| self.err(e))
     }
@@ -733,7 +768,8 @@ mod tests {
                 completions: 2,
                 prompt_tokens: 20,
                 completion_tokens: 6,
-                truncated: 0
+                truncated: 0,
+                failed: 0
             }
         );
         drop(store);

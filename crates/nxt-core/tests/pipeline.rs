@@ -208,3 +208,43 @@ fn samples_left_ungraded_by_a_kill_are_graded_on_resume() {
     assert_eq!(report.per_task[0].n, 4);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_invalid_request_is_recorded_as_failed_samples_and_the_run_goes_on() {
+    let Some(pool) = pool() else { return };
+    let dir = tmp("invalid");
+    let store = RunStore::open(&dir.join("run.sqlite")).unwrap();
+    let mut gen = Canned::new();
+    gen.reject_task = Some("t/vowels");
+    let ctx = EvalContext {
+        pool: &pool,
+        generator: &gen,
+        proxy: None,
+    };
+    let cfg = EvalConfig {
+        greedy: false,
+        ..config()
+    };
+    let report = run_eval(&ctx, &tasks(), &cfg, &store, &mut |_| {}).unwrap();
+    let v = report
+        .per_task
+        .iter()
+        .find(|t| t.task_id == "t/vowels")
+        .unwrap();
+    assert_eq!((v.n, v.correct, v.unparseable), (4, 0, 4));
+    let d = report
+        .per_task
+        .iter()
+        .find(|t| t.task_id == "t/dbl")
+        .unwrap();
+    assert_eq!((d.n, d.correct), (4, 2));
+    assert_eq!(report.sampled.usage.failed, 4);
+    let errors = store.errors().unwrap();
+    assert!(errors
+        .iter()
+        .any(|(t, stage, m)| t.as_deref() == Some("t/vowels")
+            && stage == "sample"
+            && m.contains("context")));
+    assert_eq!(store.counts().unwrap().verdicts, 12);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -103,6 +103,8 @@ pub struct Canned {
     pub samples: AtomicUsize,
     pub prompts: Mutex<Vec<Prompt>>,
     pub hang_after: Option<usize>,
+    /// Requests for this task fail as invalid (like a prompt longer than the context).
+    pub reject_task: Option<&'static str>,
 }
 
 impl Canned {
@@ -113,6 +115,7 @@ impl Canned {
             samples: AtomicUsize::new(0),
             prompts: Mutex::new(Vec::new()),
             hang_after: None,
+            reject_task: None,
         }
     }
 }
@@ -132,6 +135,11 @@ impl Generator for Canned {
         self.samples.fetch_add(request.n, Ordering::SeqCst);
         self.prompts.lock().unwrap().push(request.prompt.clone());
         let task = task_of(&request.prompt);
+        if self.reject_task == Some(task.as_str()) {
+            return Err(LlmError::Request(
+                "prompt has 9999 tokens; the model's context is 2048".into(),
+            ));
+        }
         let text_all = match &request.prompt {
             Prompt::Text(t) => t.clone(),
             Prompt::Chat(m) => m.last().map(|m| m.content.clone()).unwrap_or_default(),
