@@ -824,8 +824,8 @@ def _real_repr(v):
     huge-int normalisation as the bounded one."""
     try:
         r = repr(v)
-    except ValueError:
-        return None  # int too large to print on this interpreter
+    except (ValueError, RecursionError):
+        return None  # int too large to print here, or no stack left: cannot verify
     except BaseException as e:
         return "<repr failed: %s>" % type(e).__name__
     return _normalize(r)[:200000]

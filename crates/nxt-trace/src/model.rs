@@ -99,7 +99,8 @@ pub struct Trace {
     /// Python version that ran the trace.
     pub python: String,
     /// Unbounded reprs of the return values, `(step, repr)`, when verification was requested
-    /// (`None` when the interpreter could not print the value, e.g. a huge int on 3.11+).
+    /// (`None` when the interpreter could not print the value: a huge int on 3.11+, or a value
+    /// returned at the recursion limit).
     pub real_returns: Vec<(u64, Option<String>)>,
     /// Internal failures of the tracer itself, caught so the program ran on (first few; a
     /// correct tracer leaves this empty).
