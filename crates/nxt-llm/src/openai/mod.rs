@@ -790,6 +790,7 @@ impl Inner {
 
         let mut choices = parsed.choices;
         choices.sort_by_key(|ch| ch.index);
+        let mut exact = true;
         let mut out: Vec<Completion> = choices
             .iter()
             .map(|ch| {
@@ -800,8 +801,13 @@ impl Inner {
                     finish = FinishReason::Stop;
                 }
                 let logprobs = ch.logprobs.as_ref().and_then(|l| l.values());
+                exact &= ch.completion_tokens.is_some() || logprobs.is_some();
                 Completion {
-                    completion_tokens: logprobs.as_ref().map(|l| l.len()).unwrap_or(0),
+                    completion_tokens: ch
+                        .completion_tokens
+                        .map(|t| t as usize)
+                        .or(logprobs.as_ref().map(|l| l.len()))
+                        .unwrap_or(0),
                     text,
                     prompt_tokens: usage.prompt_tokens as usize,
                     finish_reason: finish,
@@ -809,16 +815,18 @@ impl Inner {
                 }
             })
             .collect();
-        apportion_tokens(&mut out, usage.completion_tokens);
+        if !exact {
+            apportion_tokens(&mut out, usage.completion_tokens);
+        }
         out
     }
 }
 
-/// Per-choice completion tokens: exact when the server gave log-probabilities (one per token)
-/// or when there is one choice; otherwise the usage total is shared out in proportion to text
-/// length (OpenAI's `usage` only gives the sum over choices).
+/// Per-choice completion tokens when the server gave no per-choice count (`nxt serve` does;
+/// log-probabilities give one too): exact for one choice, otherwise the usage total shared out
+/// in proportion to text length (OpenAI's `usage` only gives the sum over choices).
 fn apportion_tokens(out: &mut [Completion], total: u64) {
-    if out.is_empty() || out.iter().all(|c| c.logprobs.is_some()) {
+    if out.is_empty() {
         return;
     }
     if out.len() == 1 {

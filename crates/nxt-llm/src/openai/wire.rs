@@ -259,6 +259,10 @@ pub struct ChoiceField {
     /// Log-probabilities when requested.
     #[serde(default)]
     pub logprobs: Option<ChoiceLogprobs>,
+    /// Tokens generated for this choice: an extension written by `nxt serve` (OpenAI's
+    /// `usage` only gives the sum over choices); other servers omit it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens: Option<u64>,
 }
 
 impl ChoiceField {

@@ -598,6 +598,7 @@ fn response_body(
                 }),
                 _ => None,
             };
+            let completion_tokens = Some(c.completion_tokens as u64);
             if chat {
                 ChoiceField {
                     index,
@@ -608,6 +609,7 @@ fn response_body(
                     }),
                     finish_reason: Some(finish.into()),
                     logprobs,
+                    completion_tokens,
                 }
             } else {
                 ChoiceField {
@@ -616,6 +618,7 @@ fn response_body(
                     message: None,
                     finish_reason: Some(finish.into()),
                     logprobs,
+                    completion_tokens,
                 }
             }
         })
