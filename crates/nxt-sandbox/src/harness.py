@@ -21,8 +21,6 @@ import signal
 import time
 import ast
 import shutil
-import ctypes
-import ctypes.util
 import gc
 import errno
 import resource
@@ -51,23 +49,6 @@ os.dup2(_devnull, 1)
 os.close(_devnull)
 os.set_inheritable(IN_FD, False)
 os.set_inheritable(OUT_FD, False)
-
-LIBC = ctypes.CDLL(None, use_errno=True)
-LIBC.syscall.restype = ctypes.c_long
-LIBC.prctl.restype = ctypes.c_int
-LIBC.unshare.restype = ctypes.c_int
-
-CLONE_NEWPID = 0x20000000
-PR_SET_PDEATHSIG = 1
-PR_SET_DUMPABLE = 4
-PR_SET_NO_NEW_PRIVS = 38
-PR_SET_SECCOMP = 22
-SECCOMP_MODE_FILTER = 2
-MACHINE = os.uname().machine
-if MACHINE in ("x86_64", "amd64"):
-    SYS_LL_CREATE, SYS_LL_ADD, SYS_LL_RESTRICT = 444, 445, 446
-else:  # aarch64, riscv64 use the generic table
-    SYS_LL_CREATE, SYS_LL_ADD, SYS_LL_RESTRICT = 444, 445, 446
 
 REC_MAGIC_LEN = 16
 # The Rust pool starts each worker as PID 1 of a fresh PID namespace.
@@ -104,125 +85,13 @@ def write_frame(obj, blob=b""):
         view = view[n:]
 
 
-class SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-
-class LandlockRulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64)]
-
-
-class LandlockPathBeneathAttr(ctypes.Structure):
-    _pack_ = 1
-    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
-
-
-# Landlock filesystem rights (write-side: a job may write only inside its own directory).
-LL_WRITE_FILE = 1 << 1
-LL_REMOVE_DIR = 1 << 4
-LL_REMOVE_FILE = 1 << 5
-LL_MAKE_CHAR = 1 << 6
-LL_MAKE_DIR = 1 << 7
-LL_MAKE_REG = 1 << 8
-LL_MAKE_SOCK = 1 << 9
-LL_MAKE_FIFO = 1 << 10
-LL_MAKE_BLOCK = 1 << 11
-LL_MAKE_SYM = 1 << 12
-LL_REFER = 1 << 13
-LL_TRUNCATE = 1 << 14
-LL_IOCTL_DEV = 1 << 15
-
-
-def landlock_abi():
-    r = LIBC.syscall(SYS_LL_CREATE, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
-    return int(r) if r > 0 else 0
-
-
 class Config:
-    seccomp_progs = []  # list of (buffer, SockFprog)
     uid = 65534
     gid = 65534
     strict_layers = True
-    ll_abi = 0
-    ll_roots = []
 
 
 CFG = Config()
-
-
-def install_seccomp():
-    for _buf, prog in CFG.seccomp_progs:
-        if LIBC.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP) failed")
-    if not CFG.seccomp_progs:
-        raise OSError(errno.ENOSYS, "no seccomp program")
-
-
-LL_EXECUTE = 1 << 0
-LL_READ_FILE = 1 << 2
-LL_READ_DIR = 1 << 3
-
-
-def prepare_landlock_roots():
-    """O_PATH descriptors (opened once in the worker) of what a job may read: every top-level
-    directory except /proc, /sys and /dev, plus a few device files."""
-    roots = []
-    for name in sorted(os.listdir("/")):
-        if name in ("proc", "sys", "dev"):
-            continue
-        path = "/" + name
-        try:
-            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-        except OSError:
-            continue
-        isdir = os.path.isdir(path)
-        roots.append((fd, LL_READ_FILE | LL_EXECUTE | (LL_READ_DIR if isdir else 0)))
-    for path in ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/dev/full"):
-        try:
-            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-        except OSError:
-            continue
-        roots.append((fd, LL_READ_FILE | (LL_WRITE_FILE if path in ("/dev/null", "/dev/full")
-                                          else 0)))
-    return roots
-
-
-def install_landlock(job_dir):
-    abi = CFG.ll_abi
-    if abi < 1:
-        raise OSError(errno.ENOSYS, "landlock not supported by this kernel")
-    writes = (LL_WRITE_FILE | LL_REMOVE_DIR | LL_REMOVE_FILE | LL_MAKE_CHAR | LL_MAKE_DIR
-              | LL_MAKE_REG | LL_MAKE_SOCK | LL_MAKE_FIFO | LL_MAKE_BLOCK | LL_MAKE_SYM)
-    if abi >= 2:
-        writes |= LL_REFER
-    if abi >= 3:
-        writes |= LL_TRUNCATE
-    handled = writes | LL_READ_FILE | LL_READ_DIR | LL_EXECUTE
-    attr = LandlockRulesetAttr(handled)
-    rfd = LIBC.syscall(SYS_LL_CREATE, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
-                       ctypes.c_uint32(0))
-    if rfd < 0:
-        raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
-    try:
-        def add(fd, access):
-            pb = LandlockPathBeneathAttr(access, fd)
-            if LIBC.syscall(SYS_LL_ADD, ctypes.c_int(rfd), ctypes.c_int(1), ctypes.byref(pb),
-                            ctypes.c_uint32(0)) != 0:
-                raise OSError(ctypes.get_errno(), "landlock_add_rule failed")
-
-        for fd, access in CFG.ll_roots:
-            if access & LL_WRITE_FILE and abi >= 3:
-                access |= LL_TRUNCATE
-            add(fd, access)
-        dfd = os.open(job_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            add(dfd, handled)
-        finally:
-            os.close(dfd)
-        if LIBC.syscall(SYS_LL_RESTRICT, ctypes.c_int(rfd), ctypes.c_uint32(0)) != 0:
-            raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
-    finally:
-        os.close(rfd)
 
 
 def sandbox_child(job_dir, limits, result_fd, out_w, err_w):
@@ -231,10 +100,10 @@ def sandbox_child(job_dir, limits, result_fd, out_w, err_w):
     layers = []
     strict = CFG.strict_layers
 
-    def layer(name, fn):
+    def layer(name, fn, detail=""):
         try:
             fn()
-            layers.append((name, True, ""))
+            layers.append((name, True, detail))
         except Exception as e:  # noqa
             layers.append((name, False, "%s: %s" % (type(e).__name__, e)))
             if strict:
@@ -271,24 +140,9 @@ def sandbox_child(job_dir, limits, result_fd, out_w, err_w):
         if os.getuid() == 0 or os.geteuid() == 0:
             raise OSError(errno.EPERM, "still root")
 
-    def pdeath():
-        # Credential changes clear the parent-death signal, so set it after dropping the uid.
-        if LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
-        if LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE)")
-
-    def nnp():
-        if LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
-
-    layer("unprivileged_uid", drop_uid)
-    layer("parent_death_signal", pdeath)
-    layer("no_new_privs", nnp)
-    layer("landlock", lambda: install_landlock(job_dir))
+    layer("unprivileged_uid", drop_uid, "jobs run as uid/gid %d, no groups" % CFG.uid)
     os.closerange(5, 65536)
-    layer("rlimits", rlimits)
-    layer("seccomp", install_seccomp)
+    layer("rlimits", rlimits, "address space, CPU, file size, 64 open files, processes, no core")
     return layers
 
 
@@ -551,6 +405,8 @@ def child_run(job, nonce, setup_layers):
     _MemoryError = MemoryError
     _exec = exec
     _perf = time.perf_counter
+    _range = range
+    _len = len
     stdout = sys.stdout
     stderr = sys.stderr
     fd = 3
@@ -558,7 +414,7 @@ def child_run(job, nonce, setup_layers):
     _read = os.read
 
     def rec(kind, idx, payload=b""):
-        msg = nonce + kind + _pack(">II", idx, len(payload)) + payload
+        msg = nonce + kind + _pack(">II", idx, _len(payload)) + payload
         view = memoryview(msg)
         while view:
             n = _write(fd, view)
@@ -582,7 +438,7 @@ def child_run(job, nonce, setup_layers):
             s = "<unprintable>"
         if _type(s) is not _str:
             s = "<unprintable>"
-        if len(s) > n:
+        if _len(s) > n:
             s = s[:n] + "..."
         return s
 
@@ -674,6 +530,8 @@ def child_run(job, nonce, setup_layers):
         rec(b"D", 0)
         _exit(0)
 
+    # The harness's own module must not be reachable as __main__ by the program.
+    sys.modules["__main__"] = type(sys)("__main__")
     install_audit_hook(trusted_mode, (STRICT_EQ, STRICT_TRUTH, STRICT_CMP, STRICT_TRUSTED, STRICT_FAMILY))
     g = {"__name__": "__nxt_program__", "__builtins__": __builtins__}
     try:
@@ -690,7 +548,7 @@ def child_run(job, nonce, setup_layers):
         _exit(0)
     flush()
     rec(b"L", 0)
-    for i in range(start, len(tests)):
+    for i in _range(start, _len(tests)):
         c = compiled[i]
         rec(b"S", i)
         if _isinstance(c, _BaseException):
@@ -931,7 +789,6 @@ class Zygote:
             try:
                 os.close(IN_FD)
                 os.close(OUT_FD)
-                LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
                 zygote_loop(b)
             except BaseException:
                 pass
@@ -1044,10 +901,9 @@ def child_main(job, job_dir, nonce, limits, w_res, w_out, w_err, r_ack):
         os.dup2(r_ack, 4)
         os.set_inheritable(3, False)
         os.set_inheritable(4, False)
-        layers = [("pid_namespace", IS_PID1,
-                   "the worker is PID 1 of its own PID namespace; a job's stray processes are "
-                   "killed by uid after it" if IS_PID1 else
-                   "the worker is not PID 1 of a PID namespace")]
+        layers = [("stray_process_sweep", IS_PID1,
+                   "after each job every process left under the job's uid is killed and reaped"
+                   if IS_PID1 else "the worker is not PID 1 of a PID namespace")]
         layers += sandbox_child(job_dir, limits, 3, w_out, w_err)
         if job["kind"] == "probe":
             text = "\n".join("%s\t%d\t%s" % l for l in layers).encode()
@@ -1328,41 +1184,10 @@ def main():
     CFG.uid = int(init["uid"])
     CFG.gid = int(init["gid"])
     CFG.strict_layers = not bool(init.get("allow_weak", False))
-    CFG.ll_abi = landlock_abi()
-    CFG.ll_roots = prepare_landlock_roots()
     sys.dont_write_bytecode = True
-    for hexprog in init.get("seccomp", []):
-        raw = bytes.fromhex(hexprog)
-        buf = ctypes.create_string_buffer(raw, len(raw))
-        prog = SockFprog(len(raw) // 8, ctypes.cast(buf, ctypes.c_void_p))
-        CFG.seccomp_progs.append((buf, prog))
     base = init["dir"]
-    os.makedirs(base, 0o711, exist_ok=True)
-    os.chmod(base, 0o711)
-    ns_layers = []
-    for ns, ino in sorted(init.get("parent_ns", {}).items()):
-        try:
-            mine = os.readlink("/proc/self/ns/" + ns)
-        except OSError as e:
-            mine = "?" + str(e)
-        ok = mine != ino and not mine.startswith("?")
-        ns_layers.append({"name": ns + "_namespace", "active": ok,
-                          "detail": "worker runs in its own %s namespace" % ns if ok
-                          else "unshare failed: worker shares the %s namespace" % ns})
-    # In our own mount namespace, put job directories on a private tmpfs: they vanish with the
-    # worker, whatever happens.
-    tmpfs_ok, tmpfs_detail = False, "no private mount namespace"
-    if any(l["name"] == "mnt_namespace" and l["active"] for l in ns_layers):
-        LIBC.mount.restype = ctypes.c_int
-        MS_REC, MS_PRIVATE, MS_NOSUID, MS_NODEV = 16384, 1 << 18, 2, 4
-        if LIBC.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-            tmpfs_detail = "mount --make-rprivate /: " + os.strerror(ctypes.get_errno())
-        elif LIBC.mount(b"tmpfs", base.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
-                        ("size=%dm,mode=0711" % int(init.get("tmpfs_mb", 512))).encode()) != 0:
-            tmpfs_detail = "mount tmpfs: " + os.strerror(ctypes.get_errno())
-        else:
-            tmpfs_ok, tmpfs_detail = True, "job directories live on a tmpfs private to the worker"
-    ns_layers.append({"name": "private_tmpfs", "active": tmpfs_ok, "detail": tmpfs_detail})
+    # Layers set up by the pool between fork and exec (namespaces, tmpfs, landlock, seccomp).
+    layers = list(init.get("layers", []))
     # Probe: run the full per-job setup once and report which layers took.
     probe = {"kind": "probe", "limits": {"memory": 1 << 30, "job_timeout": 10, "test_timeout": 10,
                                          "output_bytes": 4096}, "_deadline": time.monotonic() + 10}
@@ -1378,7 +1203,6 @@ def main():
     finally:
         CFG.strict_layers = saved
         remove_tree(d)
-    layers = list(ns_layers)
     for line in (ev.get("info") or "").splitlines():
         name, ok, detail = line.split("\t", 2)
         layers.append({"name": name, "active": ok == "1", "detail": detail})

@@ -58,6 +58,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod confine;
 mod pool;
 mod python;
 mod report;

@@ -86,8 +86,7 @@ struct Worker {
 struct Shared {
     python: PathBuf,
     config: PoolConfig,
-    seccomp_hex: Vec<String>,
-    parent_ns: Value,
+    seccomp: Vec<Vec<u8>>,
     base_dir: PathBuf,
 }
 
@@ -138,7 +137,7 @@ struct WireTest {
     output_truncated: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct WireInit {
     layers: Vec<IsolationLayer>,
     python: String,
@@ -176,12 +175,6 @@ impl Pool {
                 python.display()
             )));
         }
-        let mut parent_ns = serde_json::Map::new();
-        for ns in ["net", "ipc", "uts", "mnt"] {
-            if let Ok(link) = std::fs::read_link(format!("/proc/self/ns/{ns}")) {
-                parent_ns.insert(ns.into(), Value::String(link.to_string_lossy().into()));
-            }
-        }
         let root = config.temp_root.clone().unwrap_or_else(std::env::temp_dir);
         let base_dir = root.join(format!(
             "nxt-sandbox-{}-{}",
@@ -190,16 +183,12 @@ impl Pool {
         ));
         std::fs::create_dir_all(&base_dir)?;
         set_mode(&base_dir, 0o711)?;
-        let seccomp_hex = crate::seccomp::build_programs()?
-            .iter()
-            .map(|p| p.iter().map(|b| format!("{b:02x}")).collect())
-            .collect();
+        let seccomp = crate::seccomp::build_programs()?;
         let workers = config.workers.max(1);
         let shared = Shared {
             python,
             config,
-            seccomp_hex,
-            parent_ns: Value::Object(parent_ns),
+            seccomp,
             base_dir,
         };
         let (first, init) = match spawn_worker(&shared, 0) {
@@ -513,61 +502,57 @@ fn spawn_worker(shared: &Shared, index: usize) -> Result<(Worker, WireInit), San
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("LANG", "C.UTF-8");
-    // SAFETY: only async-signal-safe calls (unshare, fork, prctl, close, waitpid, _exit)
-    // between fork and exec.
+    std::fs::create_dir_all(&dir)?;
+    set_mode(&dir, 0o711)?;
+    let mut pipe = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 fills two fds.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: we own both fresh descriptors.
+    let (status_r, status_w) = unsafe {
+        use std::os::fd::FromRawFd;
+        (
+            std::fs::File::from_raw_fd(pipe[0]),
+            std::os::fd::OwnedFd::from_raw_fd(pipe[1]),
+        )
+    };
+    let plan = {
+        use std::os::fd::AsRawFd;
+        crate::confine::Plan::new(
+            &dir,
+            shared.config.tmpfs_mb,
+            &shared.seccomp,
+            status_w.as_raw_fd(),
+        )?
+    };
+    // SAFETY: Plan::apply only makes async-signal-safe calls and allocates nothing.
     unsafe {
-        cmd.pre_exec(|| {
-            for flag in [
-                libc::CLONE_NEWNET,
-                libc::CLONE_NEWIPC,
-                libc::CLONE_NEWUTS,
-                libc::CLONE_NEWNS,
-            ] {
-                // Failures show up in the worker's report (it compares namespace ids).
-                libc::unshare(flag);
-            }
-            if libc::unshare(libc::CLONE_NEWPID) == 0 {
-                // The worker must be PID 1 of the new namespace: fork once more. This middle
-                // process only waits for the worker and mirrors its end; the worker dies with
-                // it (parent-death signal), so killing the spawned process kills the worker.
-                let pid = libc::fork();
-                if pid < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if pid > 0 {
-                    // Close everything (the pipes to the pool, the exec-error pipe of std) so
-                    // the pool sees exactly the worker's ends.
-                    for fd in 0..1024 {
-                        libc::close(fd);
-                    }
-                    let mut status = 0;
-                    loop {
-                        let r = libc::waitpid(pid, &mut status, 0);
-                        if r == pid || (r < 0 && *libc::__errno_location() != libc::EINTR) {
-                            break;
-                        }
-                    }
-                    let code = if libc::WIFEXITED(status) {
-                        libc::WEXITSTATUS(status)
-                    } else {
-                        128 + libc::WTERMSIG(status)
-                    };
-                    libc::_exit(code);
-                }
-                libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                );
-            }
-            Ok(())
-        });
+        cmd.pre_exec(move || plan.apply());
     }
     let mut child = cmd.spawn().map_err(|e| {
         SandboxError::Python(format!("cannot start {}: {e}", shared.python.display()))
     })?;
+    drop(cmd);
+    drop(status_w);
+    let mut status = Vec::new();
+    let _ = (&status_r).read_to_end(&mut status);
+    let layers: Vec<Value> = crate::confine::LAYERS
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let code = status.get(i).copied();
+            let (active, detail) = match code {
+                Some(0) => (true, layer_detail(name).to_string()),
+                Some(e) => (
+                    false,
+                    format!("{}", std::io::Error::from_raw_os_error(i32::from(e))),
+                ),
+                None => (false, "the worker did not report its setup".to_string()),
+            };
+            json!({"name": name, "active": active, "detail": detail})
+        })
+        .collect();
     let (stdin, stdout) = match (child.stdin.take(), child.stdout.take()) {
         (Some(i), Some(o)) => (i, o),
         _ => return Err(SandboxError::Worker("worker pipes missing".into())),
@@ -584,10 +569,8 @@ fn spawn_worker(shared: &Shared, index: usize) -> Result<(Worker, WireInit), San
         "uid": uid,
         "gid": uid,
         "allow_weak": shared.config.allow_weak_isolation,
-        "seccomp": shared.seccomp_hex,
         "dir": w.dir.to_string_lossy(),
-        "parent_ns": shared.parent_ns,
-        "tmpfs_mb": shared.config.tmpfs_mb,
+        "layers": layers,
     });
     let init = serde_json::to_vec(&init)
         .map_err(|e| SandboxError::Worker(format!("encoding init: {e}")))?;
@@ -598,6 +581,18 @@ fn spawn_worker(shared: &Shared, index: usize) -> Result<(Worker, WireInit), San
         Ok((header, _)) => {
             let init: WireInit = serde_json::from_slice(&header)
                 .map_err(|e| SandboxError::Worker(format!("worker init reply unreadable: {e}")))?;
+            if !shared.config.allow_weak_isolation {
+                let report = IsolationReport {
+                    python: shared.python.clone(),
+                    python_version: init.python.clone(),
+                    layers: init.layers.clone(),
+                };
+                let missing = report.missing();
+                if !missing.is_empty() {
+                    kill_worker(w);
+                    return Err(SandboxError::Isolation { missing });
+                }
+            }
             Ok((w, init))
         }
         Err(e) => {
@@ -608,6 +603,20 @@ fn spawn_worker(shared: &Shared, index: usize) -> Result<(Worker, WireInit), San
                 status.map(|s| s.to_string()).unwrap_or_default()
             )))
         }
+    }
+}
+
+fn layer_detail(name: &str) -> &'static str {
+    match name {
+        "net_namespace" => "own network namespace: no interfaces but a down loopback",
+        "ipc_namespace" => "own IPC namespace",
+        "uts_namespace" => "own UTS namespace",
+        "mnt_namespace" => "own mount namespace",
+        "pid_namespace" => "the worker is PID 1 of its own PID namespace",
+        "private_tmpfs" => "job directories live on a tmpfs private to the worker",
+        "landlock" => "writes only below the job directory; no reads of /proc, /sys, /dev",
+        "seccomp" => "no sockets but AF_UNIX, no connect/bind, ptrace, mount, namespaces, bpf, ...",
+        _ => "",
     }
 }
 
