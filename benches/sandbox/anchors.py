@@ -99,6 +99,10 @@ def ep_unsafe_execute(code, tests, time_limits, stat, details, progress):
 def ep_one(job):
     """A copy of evalplus.eval.untrusted_check's process handling for assert-style tests."""
     from multiprocessing import Array, Value
+    # Imported here, in the pool worker, so the forked child finds them loaded (as EvalPlus's
+    # own unsafe_execute, which lives in the already imported evalplus.eval module).
+    import evalplus.eval  # noqa: F401
+    import evalplus.eval.utils  # noqa: F401
     tests = job["tests"]
     time_limits = [4.0] * len(tests)
     timeout = sum(time_limits) + 1 + 1
