@@ -48,7 +48,11 @@ fn main() {
             },
             tests: v["tests"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| t.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default(),
             limits: Limits {
                 test_timeout: Duration::from_secs_f64(timeout),
