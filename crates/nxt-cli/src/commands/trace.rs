@@ -236,7 +236,14 @@ fn stats(
         .unwrap_or_else(|| PoolConfig::default().workers);
     let mut capture = cap.clone();
     capture.verify = args.compare;
-    let results = Mutex::new(Vec::with_capacity(all.len()));
+    let expected: usize = all
+        .iter()
+        .map(|c| match c.tests {
+            nxt_trace::survey::TestChoice::All => c.item.tests.len(),
+            nxt_trace::survey::TestChoice::FirstFailing => 1,
+        })
+        .sum();
+    let results = Mutex::new(Vec::with_capacity(expected));
     let start = Instant::now();
     let last = Mutex::new(Instant::now());
     run_survey(&pool, &all, &capture, args.compare, threads, &|r| {
@@ -248,7 +255,7 @@ fn stats(
             eprintln!(
                 "[{}/{}] {:.0}s",
                 v.len(),
-                all.len(),
+                expected,
                 start.elapsed().as_secs_f64()
             );
         }
