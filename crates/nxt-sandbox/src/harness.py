@@ -738,18 +738,23 @@ def run_child(job, job_dir, start):
         os.close(w_ack)
 
 
-def sweep(uid):
-    """Kills every process left running under the job uid (e.g. a grandchild that escaped the
-    job's process group) and reaps orphans that were reparented to this worker (PID 1)."""
-    if IS_PID1:
+def kill_uid(uid):
+    """Kills every process running under the job uid (e.g. a grandchild that escaped the job's
+    process group). Runs in the zygote: the uid switch clears a process's parent-death signal,
+    which the worker must keep."""
+    try:
+        os.setresuid(uid, uid, 0)
         try:
-            os.setresuid(uid, uid, 0)
-            try:
-                os.kill(-1, signal.SIGKILL)
-            except OSError:
-                pass
-        finally:
-            os.setresuid(0, 0, 0)
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+    finally:
+        os.setresuid(0, 0, 0)
+
+
+def sweep(uid):
+    """Reaps orphans of the job that were reparented to this worker (PID 1)."""
+    if IS_PID1:
         while True:
             try:
                 p, _ = os.waitpid(-1, os.WNOHANG)
@@ -886,6 +891,8 @@ def zygote_loop(sock):
             except InterruptedError:
                 continue
         code = 128 + os.WTERMSIG(st) if os.WIFSIGNALED(st) else min(os.WEXITSTATUS(st), 127)
+        if IS_PID1:
+            kill_uid(CFG.uid)
         sock.sendall(b"E" + struct.pack(">i", code))
 
 

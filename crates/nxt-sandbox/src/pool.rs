@@ -478,6 +478,18 @@ fn set_mode(p: &Path, mode: u32) -> std::io::Result<()> {
 }
 
 fn kill_worker(mut w: Worker) {
+    // The spawned process waits for the real worker (PID 1 of its namespace); kill the worker
+    // first (which takes its whole PID namespace down), then the spawned process.
+    let pid = w.child.id();
+    if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        for c in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok())
+        {
+            // SAFETY: plain kill(2).
+            unsafe { libc::kill(c, libc::SIGKILL) };
+        }
+    }
     let _ = w.child.kill();
     let _ = w.child.wait();
     // A worker's job directories live on its private tmpfs (gone with it); the mount point

@@ -143,3 +143,24 @@ fn driver_roundtrip() {
     assert_eq!(r.emitted.as_deref(), Some(&b"cba"[..]));
     assert_eq!(r.stdout, "working\n");
 }
+
+#[test]
+fn a_dead_worker_is_replaced_transparently() {
+    let pool = Pool::new(PoolConfig {
+        workers: 1,
+        uid_base: 63_300,
+        ..PoolConfig::default()
+    })
+    .unwrap();
+    let pids = pool.worker_pids();
+    assert_eq!(pids.len(), 1);
+    // SAFETY: plain kill(2) of our own child.
+    assert_eq!(unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) }, 0);
+    let r = pool
+        .run(&job("def f():\n    return 1\n", &["assert f() == 1"]))
+        .expect("the job runs on a fresh worker");
+    assert_eq!(r.verdict, Verdict::Passed);
+    let now = pool.worker_pids();
+    assert_eq!(now.len(), 1);
+    assert_ne!(now[0], pids[0]);
+}
