@@ -39,6 +39,9 @@ pub struct ModelArgs {
     /// Trace representation: inline (NExT), scratchpad or json.
     #[arg(long, default_value = "inline")]
     pub trace_format: nxt_trace::Format,
+    /// Character budget of the rendered trace (long traces are compressed to fit).
+    #[arg(long)]
+    pub trace_budget: Option<usize>,
     /// Most new tokens per completion.
     #[arg(long, default_value_t = 1024)]
     pub max_tokens: usize,
@@ -72,6 +75,7 @@ impl ModelArgs {
             trace_format: self.trace_format,
             ..RepairConfig::default()
         };
+        cfg.render.total_budget = self.trace_budget;
         cfg.sampling.max_tokens = self.max_tokens;
         cfg.sampling.top_p = self.top_p;
         cfg
