@@ -176,6 +176,7 @@ impl Pool {
             )));
         }
         let root = config.temp_root.clone().unwrap_or_else(std::env::temp_dir);
+        remove_stale_dirs(&root);
         let base_dir = root.join(format!(
             "nxt-sandbox-{}-{}",
             std::process::id(),
@@ -469,6 +470,27 @@ impl Drop for Pool {
             let _ = std::fs::remove_dir_all(&dir);
         }
         let _ = std::fs::remove_dir_all(&self.shared.base_dir);
+    }
+}
+
+/// Removes the directories of pools whose process is gone (killed, or never dropped such as a
+/// pool in a `static`): their job files already vanished with the workers' private tmpfs; this
+/// removes the empty skeletons (or, without a mount namespace, whatever was left).
+fn remove_stale_dirs(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("nxt-sandbox-") else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 
