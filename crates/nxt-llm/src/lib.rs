@@ -11,8 +11,11 @@
 use serde::{Deserialize, Serialize};
 
 pub mod engine;
+pub mod open;
 pub mod openai;
 pub mod server;
+
+pub use open::{is_server_spec, open_generator, OpenOptions};
 
 /// One chat message.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

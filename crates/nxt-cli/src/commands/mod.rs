@@ -4,6 +4,8 @@
 use clap::Subcommand;
 
 mod exec;
+mod generate;
+mod serve;
 mod trace;
 
 /// All subcommands.
@@ -15,6 +17,10 @@ pub enum Command {
     Exec(exec::Args),
     /// Trace a program on a test and print the NExT inline trace (or another format).
     Trace(trace::Args),
+    /// Sample completions for a JSONL file of prompts (engine or OpenAI-compatible servers).
+    Generate(generate::Args),
+    /// Serve a model over an OpenAI-compatible HTTP API.
+    Serve(serve::Args),
 }
 
 /// Dispatch one subcommand.
@@ -22,6 +28,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Exec(args) => exec::run(args),
         Command::Trace(args) => trace::run(args),
+        Command::Generate(args) => generate::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Version => {
             println!("nxt {}", env!("CARGO_PKG_VERSION"));
             Ok(())
