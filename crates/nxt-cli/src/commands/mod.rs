@@ -3,8 +3,10 @@
 
 use clap::Subcommand;
 
+mod data;
 mod exec;
 mod generate;
+mod grade;
 mod serve;
 mod trace;
 
@@ -13,6 +15,10 @@ mod trace;
 pub enum Command {
     /// Show the version and exit.
     Version,
+    /// Datasets: list, fetch (pinned sha256), check references, build MBPP-R.
+    Data(data::Args),
+    /// Grade a samples file on a benchmark: pass@k, resumable through SQLite.
+    Grade(grade::Args),
     /// Run untrusted Python programs against tests in the sandbox.
     Exec(exec::Args),
     /// Trace a program on a test and print the NExT inline trace (or another format).
@@ -27,6 +33,8 @@ pub enum Command {
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Exec(args) => exec::run(args),
+        Command::Data(args) => data::run(args),
+        Command::Grade(args) => grade::run(args),
         Command::Trace(args) => trace::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Serve(args) => serve::run(args),
