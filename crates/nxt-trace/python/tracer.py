@@ -121,6 +121,16 @@ class Repr(object):
                     kinds = set(map(type, v))
                 if kinds <= _FAST and self.small(v) and (t is not dict or self.small(v.values())):
                     return self.cut(repr(v))
+            elif t is list or t is tuple:
+                # long sequence: the same head / `...` / tail form as below, at C speed
+                keep_tail = max(1, self.max_items // 4)
+                hl = list(v[: self.max_items - keep_tail])
+                tl = list(v[-keep_tail:])
+                if set(map(type, hl)) <= _FAST and set(map(type, tl)) <= _FAST and \
+                        self.small(hl) and self.small(tl):
+                    self.truncated = True
+                    body = repr(hl)[1:-1] + ", ..., " + repr(tl)[1:-1]
+                    return self.cut(("[%s]" if t is list else "(%s)") % body)
             i = id(v)
             if i in path:
                 self.truncated = True
@@ -459,10 +469,11 @@ class CodeInfo(object):
 
 
 class FrameState(object):
-    __slots__ = ("info", "anchor", "snap", "exc", "started", "lasti")
+    __slots__ = ("info", "src", "anchor", "snap", "exc", "started", "lasti")
 
     def __init__(self, info):
         self.info = info
+        self.src = info.src
         self.anchor = None  # statement that is running (line event seen, not yet completed)
         self.snap = {}  # name -> (object, repr, immutable)
         self.exc = None  # exception raised in the running statement
@@ -583,7 +594,7 @@ class Tracer(object):
                     else:
                         r = rep(v)
                         snap[k] = (v, r, _immutable(v))
-                out.append([k, r])
+                out.append((k, r))
             elif not st.info.module:
                 g = frame.f_globals
                 if k in g:  # a `global` name assigned by this statement
@@ -626,7 +637,7 @@ class Tracer(object):
             if step >= self.max_events or (not step & 63 and time.perf_counter() > self.trace_deadline):
                 self.emit(line, "line", out)  # the slow path marks the truncation
             else:
-                self.events.append([step, line, "line", out])
+                self.events.append((step, line, "line", out))
                 self.step = step + 1
                 self.last_line = line
 
@@ -680,7 +691,7 @@ class Tracer(object):
         if event == "line" and self.alarm and self.recording:
             st = self.states.get(frame)
             if st is not None:
-                src = st.info.src
+                src = st.src
                 ln = frame.f_lineno
                 anchor = src.line_anchor.get(ln, ln)
                 lasti = frame.f_lasti
