@@ -93,30 +93,52 @@ enum DataCommand {
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         DataCommand::List { opts } => list(&opts),
-        DataCommand::Fetch { name, url, force, opts } => fetch(&opts, &name, url.as_deref(), force),
-        DataCommand::Check { name, limit, json, opts } => check(&opts, &name, limit, json),
-        DataCommand::BuildMbppR { candidates, out, drop_import_artefacts, opts } => {
-            build(&opts, &candidates, &out, drop_import_artefacts)
-        }
+        DataCommand::Fetch {
+            name,
+            url,
+            force,
+            opts,
+        } => fetch(&opts, &name, url.as_deref(), force),
+        DataCommand::Check {
+            name,
+            limit,
+            json,
+            opts,
+        } => check(&opts, &name, limit, json),
+        DataCommand::BuildMbppR {
+            candidates,
+            out,
+            drop_import_artefacts,
+            opts,
+        } => build(&opts, &candidates, &out, drop_import_artefacts),
     }
 }
 
 fn list(opts: &DataOpts) -> anyhow::Result<()> {
     let (dir, source) = opts.dir();
     println!("data directory: {} ({})", dir.display(), source.describe());
-    println!("  looked at, in order: --data-dir, $NXT_DATA_DIR, {}", registry::default_data_dir().display());
+    println!(
+        "  looked at, in order: --data-dir, $NXT_DATA_DIR, {}",
+        registry::default_data_dir().display()
+    );
     if !dir.is_dir() {
         println!("  (does not exist: `nxt data fetch all` creates it, or pass --data-dir / set NXT_DATA_DIR)");
     }
     println!();
-    println!("{:<16} {:<9} {:>7}  {:<11} file", "dataset", "status", "records", "license");
+    println!(
+        "{:<16} {:<9} {:>7}  {:<11} file",
+        "dataset", "status", "records", "license"
+    );
     for f in DATASETS {
         let status = match registry::file_status(&dir, f)? {
             FileStatus::Ok => "ok".to_string(),
             FileStatus::Missing => "missing".to_string(),
             FileStatus::Mismatch(_) => "sha256!".to_string(),
         };
-        println!("{:<16} {:<9} {:>7}  {:<11} {}", f.name, status, f.records, f.license, f.rel_path);
+        println!(
+            "{:<16} {:<9} {:>7}  {:<11} {}",
+            f.name, status, f.records, f.license, f.rel_path
+        );
     }
     let seed = dir.join(registry::MBPP_R_SEED);
     println!(
@@ -141,10 +163,18 @@ fn list(opts: &DataOpts) -> anyhow::Result<()> {
         if *name == "mbpp-r" {
             ok = ok && (seed.is_file() || built.is_file());
         }
-        println!("  {:<15} {:<10} {}", name, if ok { "available" } else { "missing" }, desc);
+        println!(
+            "  {:<15} {:<10} {}",
+            name,
+            if ok { "available" } else { "missing" },
+            desc
+        );
     }
     println!();
-    println!("cache (EvalPlus expected outputs, MBPP-R built from the seed): {}", nxt_data::evalplus::cache_dir().display());
+    println!(
+        "cache (EvalPlus expected outputs, MBPP-R built from the seed): {}",
+        nxt_data::evalplus::cache_dir().display()
+    );
     Ok(())
 }
 
@@ -161,7 +191,11 @@ fn fetch(opts: &DataOpts, name: &str, url: Option<&str>, force: bool) -> anyhow:
     eprintln!("data directory: {} ({})", dir.display(), source.describe());
     for f in files {
         if !force && registry::file_status(&dir, f)? == FileStatus::Ok {
-            println!("{}: already present and verified ({})", f.name, dir.join(f.rel_path).display());
+            println!(
+                "{}: already present and verified ({})",
+                f.name,
+                dir.join(f.rel_path).display()
+            );
             continue;
         }
         eprintln!("{}: downloading {}", f.name, url.unwrap_or(f.url));
@@ -194,7 +228,11 @@ fn progress_bar(len: usize, what: &str) -> ProgressBar {
     bar
 }
 
-fn run_all(pool: &dyn Executor, items: &[(&RepairTask, &str)], what: &str) -> anyhow::Result<Vec<GradeResult>> {
+fn run_all(
+    pool: &dyn Executor,
+    items: &[(&RepairTask, &str)],
+    what: &str,
+) -> anyhow::Result<Vec<GradeResult>> {
     let bar = progress_bar(items.len(), what);
     let mut out: Vec<Option<GradeResult>> = vec![None; items.len()];
     let mut err = None;
@@ -223,8 +261,10 @@ fn check(opts: &DataOpts, name: &str, limit: Option<usize>, json: bool) -> anyho
     if let Some(n) = limit {
         tasks.truncate(n);
     }
-    let refs: Vec<(&RepairTask, &str)> =
-        tasks.iter().filter_map(|t| t.reference.as_deref().map(|r| (t, r))).collect();
+    let refs: Vec<(&RepairTask, &str)> = tasks
+        .iter()
+        .filter_map(|t| t.reference.as_deref().map(|r| (t, r)))
+        .collect();
     let ref_res = run_all(&pool, &refs, "references")?;
     let references_failed: Vec<String> = refs
         .iter()
@@ -232,11 +272,18 @@ fn check(opts: &DataOpts, name: &str, limit: Option<usize>, json: bool) -> anyho
         .filter(|(_, g)| !g.passed)
         .map(|((t, _), g)| format!("{}: {}", t.id, g.reason()))
         .collect();
-    let bugs: Vec<(&RepairTask, &str)> =
-        tasks.iter().filter(|t| !t.buggy_program.is_empty()).map(|t| (t, t.buggy_program.as_str())).collect();
+    let bugs: Vec<(&RepairTask, &str)> = tasks
+        .iter()
+        .filter(|t| !t.buggy_program.is_empty())
+        .map(|t| (t, t.buggy_program.as_str()))
+        .collect();
     let bug_res = run_all(&pool, &bugs, "buggy programs")?;
-    let buggy_passed: Vec<String> =
-        bugs.iter().zip(&bug_res).filter(|(_, g)| g.passed).map(|((t, _), _)| t.id.clone()).collect();
+    let buggy_passed: Vec<String> = bugs
+        .iter()
+        .zip(&bug_res)
+        .filter(|(_, g)| g.passed)
+        .map(|((t, _), _)| t.id.clone())
+        .collect();
     let s = CheckSummary {
         benchmark: bench.to_string(),
         tasks: tasks.len(),
@@ -251,12 +298,20 @@ fn check(opts: &DataOpts, name: &str, limit: Option<usize>, json: bool) -> anyho
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
         println!("{}: {} tasks ({:.1} s)", s.benchmark, s.tasks, s.seconds);
-        println!("  references: {} passed, {} failed", s.references_passed, s.references_failed.len());
+        println!(
+            "  references: {} passed, {} failed",
+            s.references_passed,
+            s.references_failed.len()
+        );
         for f in &s.references_failed {
             println!("    FAIL {f}");
         }
         if s.buggy_checked > 0 {
-            println!("  buggy programs: {} fail (as they should), {} pass", s.buggy_failed, s.buggy_passed.len());
+            println!(
+                "  buggy programs: {} fail (as they should), {} pass",
+                s.buggy_failed,
+                s.buggy_passed.len()
+            );
             for p in &s.buggy_passed {
                 println!("    PASSES {p}");
             }
@@ -265,7 +320,12 @@ fn check(opts: &DataOpts, name: &str, limit: Option<usize>, json: bool) -> anyho
     Ok(())
 }
 
-fn build(opts: &DataOpts, candidates: &Path, out: &Path, drop_import_artefacts: bool) -> anyhow::Result<()> {
+fn build(
+    opts: &DataOpts,
+    candidates: &Path,
+    out: &Path,
+    drop_import_artefacts: bool,
+) -> anyhow::Result<()> {
     let (dir, _) = opts.dir();
     let mbpp = nxt_data::loaders::load_mbpp(&registry::locate(&dir, "mbpp")?)?;
     let cands = mbppr::read_candidates(candidates)?;
@@ -277,7 +337,9 @@ fn build(opts: &DataOpts, candidates: &Path, out: &Path, drop_import_artefacts: 
         &pool,
         &mbpp,
         &cands,
-        &mbppr::BuildOptions { drop_import_artefacts },
+        &mbppr::BuildOptions {
+            drop_import_artefacts,
+        },
         &mut |done, total| {
             let b = bar.get_or_insert_with(|| progress_bar(total, "executing"));
             b.set_position(done as u64);
@@ -295,7 +357,11 @@ fn build(opts: &DataOpts, candidates: &Path, out: &Path, drop_import_artefacts: 
     }
     std::fs::write(&dpath, text).with_context(|| format!("writing {}", dpath.display()))?;
     let s = &build.summary;
-    println!("MBPP-R built in {:.1} s -> {}", t0.elapsed().as_secs_f64(), out.display());
+    println!(
+        "MBPP-R built in {:.1} s -> {}",
+        t0.elapsed().as_secs_f64(),
+        out.display()
+    );
     println!(
         "  candidates {}: dropped {} syntax errors, {} empty, {} duplicates, {} passing, {} unknown task ids, {} import artefacts",
         s.candidates, s.syntax_errors, s.empty, s.duplicates, s.passing, s.unknown_task, s.import_artefacts_dropped
@@ -303,10 +369,18 @@ fn build(opts: &DataOpts, candidates: &Path, out: &Path, drop_import_artefacts: 
     for split in nxt_data::Split::ALL {
         let n = s.tasks_per_split.get(split.name()).copied().unwrap_or(0);
         let p = s.problems_per_split.get(split.name()).copied().unwrap_or(0);
-        println!("  {:<10} {:>5} repair tasks on {:>3} problems", split.name(), n, p);
+        println!(
+            "  {:<10} {:>5} repair tasks on {:>3} problems",
+            split.name(),
+            n,
+            p
+        );
     }
     if s.import_artefacts_kept > 0 {
-        println!("  ({} kept tasks only fail for a missing import; --drop-import-artefacts drops them)", s.import_artefacts_kept);
+        println!(
+            "  ({} kept tasks only fail for a missing import; --drop-import-artefacts drops them)",
+            s.import_artefacts_kept
+        );
     }
     if s.compared > 0 {
         println!(

@@ -47,17 +47,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     });
     let store = GradeStore::open(&db).with_context(|| format!("opening {}", db.display()))?;
     let mut bar: Option<ProgressBar> = None;
-    let report = grade_samples(&pool, bench, &tasks, &samples, &store, &mut |done, total| {
-        let b = bar.get_or_insert_with(|| {
-            let b = ProgressBar::new(total as u64);
-            b.set_style(
-                ProgressStyle::with_template("grading [{bar:30}] {pos}/{len} {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            b
-        });
-        b.set_position(done as u64);
-    })?;
+    let report = grade_samples(
+        &pool,
+        bench,
+        &tasks,
+        &samples,
+        &store,
+        &mut |done, total| {
+            let b = bar.get_or_insert_with(|| {
+                let b = ProgressBar::new(total as u64);
+                b.set_style(
+                    ProgressStyle::with_template("grading [{bar:30}] {pos}/{len} {elapsed}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                b
+            });
+            b.set_position(done as u64);
+        },
+    )?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -74,15 +81,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         report.from_store,
         db.display(),
         if report.tasks_without_samples > 0 {
-            format!("; {} tasks have no samples and are not averaged", report.tasks_without_samples)
+            format!(
+                "; {} tasks have no samples and are not averaged",
+                report.tasks_without_samples
+            )
         } else {
             String::new()
         }
     );
     if args.per_task {
         for t in &report.tasks {
-            let ks: Vec<String> = t.pass_at_k.iter().map(|(k, v)| format!("{k}={v:.3}")).collect();
-            println!("  {:<20} n={:<3} c={:<3} {}", t.task_id, t.n, t.c, ks.join(" "));
+            let ks: Vec<String> = t
+                .pass_at_k
+                .iter()
+                .map(|(k, v)| format!("{k}={v:.3}"))
+                .collect();
+            println!(
+                "  {:<20} n={:<3} c={:<3} {}",
+                t.task_id,
+                t.n,
+                t.c,
+                ks.join(" ")
+            );
         }
     }
     let mut ks: Vec<(&String, &f64)> = report.pass_at_k.iter().collect();
