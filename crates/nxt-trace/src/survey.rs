@@ -122,34 +122,56 @@ pub fn run_case(
     capture: &CaptureOptions,
     compare: bool,
 ) -> Vec<SurveyResult> {
-    let item = &case.item;
-    let mut problems = Vec::new();
+    run_cases(pool, std::slice::from_ref(case), capture, compare)
+}
+
+/// Trace several cases with one sandbox job for all their traces (each trace still runs in its
+/// own forked process inside it); with `compare`, also run each case's tests untraced.
+pub fn run_cases(
+    pool: &Pool,
+    cases: &[SurveyCase],
+    capture: &CaptureOptions,
+    compare: bool,
+) -> Vec<SurveyResult> {
     let untraced_timeout = capture.run_budget.min(Duration::from_secs(5));
-    let mut untraced: Vec<Option<TestOutcome>> = vec![None; item.tests.len()];
-    if compare || case.tests == TestChoice::FirstFailing {
-        match pool.run(&untraced_job(item, item.tests.clone(), untraced_timeout)) {
-            Ok(r) => {
-                for (i, u) in untraced.iter_mut().enumerate() {
-                    *u = outcome_of(&r, i);
+    struct Prep {
+        problems: Vec<String>,
+        untraced: Vec<Option<TestOutcome>>,
+    }
+    let mut preps = Vec::with_capacity(cases.len());
+    let mut wanted: Vec<(usize, usize)> = Vec::new(); // (case, test index)
+    for (c, case) in cases.iter().enumerate() {
+        let item = &case.item;
+        let mut problems = Vec::new();
+        let mut untraced: Vec<Option<TestOutcome>> = vec![None; item.tests.len()];
+        if compare || case.tests == TestChoice::FirstFailing {
+            match pool.run(&untraced_job(item, item.tests.clone(), untraced_timeout)) {
+                Ok(r) => {
+                    for (i, u) in untraced.iter_mut().enumerate() {
+                        *u = outcome_of(&r, i);
+                    }
+                }
+                Err(e) => problems.push(format!("sandbox: {e}")),
+            }
+        }
+        match case.tests {
+            TestChoice::All => wanted.extend((0..item.tests.len()).map(|i| (c, i))),
+            TestChoice::FirstFailing => {
+                let i = untraced
+                    .iter()
+                    .position(|u| u.as_ref().is_some_and(|u| *u != TestOutcome::Passed))
+                    .unwrap_or(0);
+                if i < item.tests.len() {
+                    wanted.push((c, i));
                 }
             }
-            Err(e) => problems.push(format!("sandbox: {e}")),
         }
+        preps.push(Prep { problems, untraced });
     }
-    let indices: Vec<usize> = match case.tests {
-        TestChoice::All => (0..item.tests.len()).collect(),
-        TestChoice::FirstFailing => vec![untraced
-            .iter()
-            .position(|u| u.as_ref().is_some_and(|u| *u != TestOutcome::Passed))
-            .unwrap_or(0)],
-    };
-    let indices: Vec<usize> = indices
-        .into_iter()
-        .filter(|&i| i < item.tests.len())
-        .collect();
-    let reqs: Vec<TraceRequest> = indices
+    let reqs: Vec<TraceRequest> = wanted
         .iter()
-        .map(|&i| {
+        .map(|&(c, i)| {
+            let item = &cases[c].item;
             let mut req = TraceRequest::new(item.program.clone(), item.tests[i].clone());
             req.setup = item.setup.clone();
             req.setup_placement = item.setup_placement;
@@ -161,10 +183,12 @@ pub fn run_case(
     let traces = trace_many(pool, &reqs);
     let duration = start.elapsed() / reqs.len().max(1) as u32;
     let mut out = Vec::new();
-    for ((&i, result), req) in indices.iter().zip(traces).zip(&reqs) {
-        let mut problems = problems.clone();
+    for ((&(c, i), result), req) in wanted.iter().zip(traces).zip(&reqs) {
+        let case = &cases[c];
+        let item = &case.item;
+        let mut problems = preps[c].problems.clone();
         let id = format!("{}#{i}", item.id);
-        let u = untraced[i].clone();
+        let u = preps[c].untraced[i].clone();
         match result {
             Ok(t) => {
                 problems.extend(check_trace(&t));
@@ -205,7 +229,11 @@ pub fn run_case(
     out
 }
 
-/// Run all cases on `threads` threads; `on_done(result)` is called for each traced test.
+/// Cases grouped into one sandbox job by [`run_survey`].
+pub const CASES_PER_JOB: usize = 4;
+
+/// Run all cases on `threads` threads, [`CASES_PER_JOB`] cases per sandbox job;
+/// `on_done(result)` is called for each traced test.
 pub fn run_survey(
     pool: &Pool,
     cases: &[SurveyCase],
@@ -215,12 +243,13 @@ pub fn run_survey(
     on_done: &(dyn Fn(SurveyResult) + Sync),
 ) {
     let next = AtomicUsize::new(0);
+    let groups: Vec<&[SurveyCase]> = cases.chunks(CASES_PER_JOB).collect();
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(case) = cases.get(i) else { break };
-                for r in run_case(pool, case, capture, compare) {
+                let Some(group) = groups.get(i) else { break };
+                for r in run_cases(pool, group, capture, compare) {
                     on_done(r);
                 }
             });
