@@ -532,6 +532,13 @@ def child_run(job, nonce, setup_layers):
 
     # The harness's own module must not be reachable as __main__ by the program.
     sys.modules["__main__"] = type(sys)("__main__")
+
+    # Tracing hooks would hand harness frames to the program (CPython 3.8 has no audit event
+    # for them; 3.9+ is also blocked by the audit hook).
+    def _no_tracing(*_a, **_k):
+        raise RuntimeError("nxt-sandbox: tracing is disabled")
+    sys.settrace = _no_tracing
+    sys.setprofile = _no_tracing
     install_audit_hook(trusted_mode, (STRICT_EQ, STRICT_TRUTH, STRICT_CMP, STRICT_TRUSTED, STRICT_FAMILY))
     g = {"__name__": "__nxt_program__", "__builtins__": __builtins__}
     try:

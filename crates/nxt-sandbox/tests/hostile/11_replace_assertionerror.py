@@ -1,6 +1,5 @@
 # hostile: replace assertionerror
 # expect: failed
-# outcome: 0 failed
 # test: assert f() == 1
 import builtins
 class Fake(Exception):
