@@ -4,9 +4,12 @@
 use clap::Subcommand;
 
 mod data;
+mod eval;
 mod exec;
 mod generate;
 mod grade;
+mod repair;
+mod sample_candidates;
 mod serve;
 mod trace;
 
@@ -23,6 +26,12 @@ pub enum Command {
     Exec(exec::Args),
     /// Trace a program on a test and print the NExT inline trace (or another format).
     Trace(trace::Args),
+    /// Repair one buggy program with a model that reads its execution trace.
+    Repair(repair::Args),
+    /// Evaluate trace-augmented repair on a benchmark: pass@k, greedy, proxy; resumable.
+    Eval(eval::Args),
+    /// Sample candidate programs for MBPP problems (input of `nxt data build-mbpp-r`).
+    SampleCandidates(sample_candidates::Args),
     /// Sample completions for a JSONL file of prompts (engine or OpenAI-compatible servers).
     Generate(generate::Args),
     /// Serve a model over an OpenAI-compatible HTTP API.
@@ -36,6 +45,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Data(args) => data::run(args),
         Command::Grade(args) => grade::run(args),
         Command::Trace(args) => trace::run(args),
+        Command::Repair(args) => repair::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::SampleCandidates(args) => sample_candidates::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Version => {
