@@ -330,7 +330,9 @@ fn a_timeout_is_retried() {
     let c = OpenAiClient::new(cfg).unwrap();
     let out = c.generate(&req(1, Some(1))).unwrap();
     assert_eq!(out[0].text, "seed 1 #0");
-    assert_eq!(c.stats().retries, 1);
+    // At least the first attempt timed out (a loaded machine may time out more).
+    assert!(c.stats().retries >= 1);
+    assert!(s.seen.count.load(Ordering::SeqCst) >= 2);
 }
 
 #[test]
