@@ -656,8 +656,9 @@ impl Inner {
             if attempt >= self.config.max_retries {
                 self.counters.failures.fetch_add(1, Ordering::Relaxed);
                 return Err(CallError::Fatal(LlmError::Server(format!(
-                    "gave up after {} attempts; last error: {why}",
-                    attempt + 1
+                    "gave up after {} attempt{}; last error: {why}",
+                    attempt + 1,
+                    if attempt == 0 { "" } else { "s" }
                 ))));
             }
             let wait = match delay {
@@ -679,7 +680,10 @@ impl Inner {
         seed: Option<u64>,
     ) -> Result<Vec<Completion>, AttemptError> {
         let model = self.model_for(ep).await.map_err(|e| AttemptError::Retry {
-            why: e.to_string(),
+            why: match e {
+                LlmError::Server(m) => m,
+                other => other.to_string(),
+            },
             delay: None,
         })?;
         let p = &req.params;
