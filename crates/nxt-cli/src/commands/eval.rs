@@ -121,6 +121,10 @@ pub struct Args {
     /// Also sample one greedy repair per task (greedy pass@1).
     #[arg(long)]
     pub greedy: bool,
+    /// Only tasks of this MBPP split (`test`, `validation`, `train`); tasks of MBPP's few-shot
+    /// problems (1-10, the prompt exemplars' source) are always left out.
+    #[arg(long)]
+    pub split: Option<String>,
     /// Evaluate only the first N tasks.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -261,6 +265,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         nxt_data::load_benchmark_with(&benchmark, &dir, Some(&pool)).with_context(|| {
             format!("cannot load benchmark {benchmark} (pass --fetch to download its data)")
         })?;
+    let split = match &args.split {
+        Some(s) => Some(nxt_data::Split::parse(s).with_context(|| {
+            format!("unknown split `{s}` (expected test, validation or train)")
+        })?),
+        None => None,
+    };
+    let before = tasks.len();
+    tasks.retain(|t| {
+        t.meta.split != nxt_data::Split::FewShot && split.is_none_or(|s| t.meta.split == s)
+    });
+    if tasks.len() < before {
+        eprintln!(
+            "{} of {before} tasks kept (few-shot problems excluded{})",
+            tasks.len(),
+            split
+                .map(|s| format!(", split {}", s.name()))
+                .unwrap_or_default()
+        );
+    }
     if let Some(l) = args.limit {
         tasks.truncate(l);
     }
