@@ -46,6 +46,16 @@ def main():
             )
         return time.perf_counter() - t, out.shape[1] - ids.shape[1]
 
+    # Read bandwidth: numpy sum over a 1 GiB float32 buffer (single thread), best of 3.
+    import numpy as np
+    buf = np.ones(1 << 28, dtype=np.float32)
+    bw = 0.0
+    for _ in range(3):
+        t = time.perf_counter()
+        buf.sum()
+        bw = max(bw, buf.nbytes / (time.perf_counter() - t))
+    del buf
+
     torch.manual_seed(0)
     run(1, 2)  # warm-up
     results = []
@@ -56,7 +66,8 @@ def main():
         print(f"transformers batch {n}: prefill+1 {t1:.2f}s, +{got - 1} tokens {tn - t1:.2f}s -> {tps:.2f} tok/s", file=sys.stderr)
         results.append({"batch": n, "prefill_s": t1, "decode_tokens": n * (got - 1), "decode_s": tn - t1, "tokens_per_s": tps})
     print(json.dumps({"engine": "transformers", "version": transformers.__version__, "torch": torch.__version__,
-                      "threads": torch.get_num_threads(), "load_s": load_s, "results": results}))
+                      "threads": torch.get_num_threads(), "load_s": load_s,
+                      "numpy_read_bandwidth_bytes_per_s": bw, "results": results}))
 
 
 if __name__ == "__main__":
