@@ -39,7 +39,7 @@ SAMPLES="$WORK/samples.jsonl"
 
 echo "== evalplus $EVALPLUS_VERSION"
 zcat "$DATA/evalplus/humanevalplus/HumanEvalPlus-v0.1.10.jsonl.gz" > "$WORK/HumanEvalPlus.jsonl"
-rm -f "$WORK/samples.eval_results.json"
+rm -f "$WORK/samples_eval_results.json"
 T0=$(date +%s)
 ( cd "$WORK" && HUMANEVAL_OVERRIDE_PATH="$WORK/HumanEvalPlus.jsonl" EVALPLUS_CACHE_DIR="$WORK/cache" \
     "$VENV/bin/evalplus.evaluate" --dataset humaneval --samples "$SAMPLES" --i_just_wanna_run > "$WORK/evalplus.log" 2>&1 ) \
@@ -54,7 +54,7 @@ T2=$(date +%s)
 echo "evalplus: $((T1 - T0)) s, nxt grade: $((T2 - T1)) s (nxt includes computing expected outputs unless cached)"
 
 echo "== comparison"
-"$PY" - "$SAMPLES" "$WORK/samples.eval_results.json" "$WORK/grades.sqlite" <<'PYEOF'
+"$PY" - "$SAMPLES" "$WORK/samples_eval_results.json" "$WORK/grades.sqlite" <<'PYEOF'
 import collections, json, sqlite3, sys
 samples = [json.loads(l) for l in open(sys.argv[1])]
 ep = json.load(open(sys.argv[2]))["eval"]
