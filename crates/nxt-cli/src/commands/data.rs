@@ -87,6 +87,8 @@ enum DataCommand {
         #[command(flatten)]
         opts: DataOpts,
     },
+    /// Sample candidate programs for MBPP problems from a model (the input of `build-mbpp-r`).
+    SampleCandidates(super::sample_candidates::Args),
 }
 
 /// Run `nxt data ...`.
@@ -111,6 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             drop_import_artefacts,
             opts,
         } => build(&opts, &candidates, &out, drop_import_artefacts),
+        DataCommand::SampleCandidates(args) => super::sample_candidates::run(args),
     }
 }
 

@@ -18,7 +18,7 @@ mod trace;
 pub enum Command {
     /// Show the version and exit.
     Version,
-    /// Datasets: list, fetch (pinned sha256), check references, build MBPP-R.
+    /// Datasets: list, fetch (pinned sha256), check references, sample candidates, build MBPP-R.
     Data(data::Args),
     /// Grade a samples file on a benchmark: pass@k, resumable through SQLite.
     Grade(grade::Args),
@@ -30,8 +30,6 @@ pub enum Command {
     Repair(repair::Args),
     /// Evaluate trace-augmented repair on a benchmark: pass@k, greedy, proxy; resumable.
     Eval(eval::Args),
-    /// Sample candidate programs for MBPP problems (input of `nxt data build-mbpp-r`).
-    SampleCandidates(sample_candidates::Args),
     /// Sample completions for a JSONL file of prompts (engine or OpenAI-compatible servers).
     Generate(generate::Args),
     /// Serve a model over an OpenAI-compatible HTTP API.
@@ -47,7 +45,6 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Trace(args) => trace::run(args),
         Command::Repair(args) => repair::run(args),
         Command::Eval(args) => eval::run(args),
-        Command::SampleCandidates(args) => sample_candidates::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Version => {
