@@ -35,6 +35,8 @@ class _Budget(BaseException):
 
 _FAST = frozenset([int, float, str, bool, type(None)])
 _BIG = 10 ** 18  # ints below this print fast and short
+_INTS = frozenset([int, bool])
+_bit_length = int.bit_length
 
 
 def _strlen(x):
@@ -74,11 +76,19 @@ class Repr(object):
             self.truncated = True
             return "<repr failed: %s>" % type(e).__name__
 
-    def small(self, items):
-        """No long string and no huge int among scalar items (C-speed checks)."""
-        if max(map(_strlen, items)) > self.max_len:
-            return False
-        return max(map(_intbits, items)) <= 10000
+    def small(self, items, kinds):
+        """No long string and no huge int among scalar items (C-speed checks); `kinds`: the
+        types of the items (a superset for dict keys and values)."""
+        if not kinds:  # no items: the same ValueError as max() of nothing below
+            return max(items)
+        if str in kinds:
+            if max(map(len if len(kinds) == 1 else _strlen, items)) > self.max_len:
+                return False
+        if int in kinds:
+            if kinds <= _INTS:
+                return max(map(_bit_length, items)) <= 10000
+            return max(map(_intbits, items)) <= 10000
+        return True
 
     def bigint(self, v):
         self.truncated = True
@@ -119,15 +129,18 @@ class Repr(object):
                     kinds.update(map(type, v.values()))
                 else:
                     kinds = set(map(type, v))
-                if kinds <= _FAST and self.small(v) and (t is not dict or self.small(v.values())):
+                if kinds <= _FAST and self.small(v, kinds) and (
+                    t is not dict or self.small(v.values(), kinds)
+                ):
                     return self.cut(repr(v))
             elif t is list or t is tuple:
                 # long sequence: the same head / `...` / tail form as below, at C speed
                 keep_tail = max(1, self.max_items // 4)
                 hl = list(v[: self.max_items - keep_tail])
                 tl = list(v[-keep_tail:])
-                if set(map(type, hl)) <= _FAST and set(map(type, tl)) <= _FAST and \
-                        self.small(hl) and self.small(tl):
+                hk = set(map(type, hl))
+                tk = set(map(type, tl))
+                if hk <= _FAST and tk <= _FAST and self.small(hl, hk) and self.small(tl, tk):
                     self.truncated = True
                     body = repr(hl)[1:-1] + ", ..., " + repr(tl)[1:-1]
                     return self.cut(("[%s]" if t is list else "(%s)") % body)
@@ -236,6 +249,9 @@ class Source(object):
         # into a subscript / attribute); only after these are mutable values compared by repr
         self.mutating = set()
         self.quiet = set()  # anchors that neither assign, nor call, nor bind names
+        # anchor -> (assigned, body first, body last, may mutate, render line, skip) for the
+        # anchors that are not quiet: everything the per-line hot path needs in one lookup
+        self.plan = {}
         try:
             tree = ast.parse(text)
         except (SyntaxError, ValueError):
@@ -254,6 +270,13 @@ class Source(object):
                         line = ln
                         break
             self.render[anchor] = line + offset
+        for anchor in set(self.header_end) | set(self.assigned) | self.mutating | set(self.skip):
+            assigned = self.assigned.get(anchor, ())
+            mut = anchor in self.mutating or anchor in self.skip
+            if assigned or mut:
+                lo, hi = self.loop_body.get(anchor, (None, None))
+                self.plan[anchor] = (assigned, lo, hi, mut,
+                                     self.render.get(anchor, anchor + offset), self.skip.get(anchor))
 
     @staticmethod
     def _annotatable(text, tree):
@@ -469,11 +492,15 @@ class CodeInfo(object):
 
 
 class FrameState(object):
-    __slots__ = ("info", "src", "anchor", "snap", "exc", "started", "lasti")
+    __slots__ = ("info", "src", "anchor", "snap", "exc", "started", "lasti", "anchors", "merge",
+                 "plan")
 
     def __init__(self, info):
         self.info = info
-        self.src = info.src
+        src = self.src = info.src
+        self.anchors = src.line_anchor
+        self.merge = src.merge
+        self.plan = src.plan
         self.anchor = None  # statement that is running (line event seen, not yet completed)
         self.snap = {}  # name -> (object, repr, immutable)
         self.exc = None  # exception raised in the running statement
@@ -488,6 +515,10 @@ class Tracer(object):
                         req.get("repr_max_depth", 6))
         self.max_events = req.get("max_events", 10000)
         self.verify = bool(req.get("verify", False))
+        # Events, flat (one list of ints and strs: no container per event for the garbage
+        # collector to track), each one: line, kind, then for "call" / "line" the number of
+        # variables n and n pairs name, repr; for "return" / "yield" / "exception" one str.
+        # Step numbers are implicit: the i-th event is step i.
         self.events = []
         self.returns = []  # [step, real repr] when verify
         self.step = 0
@@ -505,7 +536,7 @@ class Tracer(object):
         self.errors = []  # internal tracer failures (should stay empty)
         self.lost = 0  # events lost to the recursion limit
         self.alarm = False  # True when SIGALRM enforces the run budget
-        self.lt = self.local_trace
+        self.lt = self.local_trace = self._local_trace()
 
     # -- helpers ---------------------------------------------------------------------------
     def info_for(self, code):
@@ -517,17 +548,27 @@ class Tracer(object):
         return info
 
     def emit(self, line, kind, data):
-        if self.step >= self.max_events:
+        """Record one event (see `Tracer.events` for the layout); returns its step, or None
+        when a budget stopped the recording. `data`: flat [name, repr, ...] for "call" and
+        "line", a str otherwise."""
+        step = self.step
+        if step >= self.max_events:
             self.stop("steps", line)
             return None
-        if not self.step & 63 and time.perf_counter() > self.trace_deadline:
+        if not step & 63 and time.perf_counter() > self.trace_deadline:
             self.stop("time", line)
             return None
-        ev = [self.step, line, kind, data]
-        self.events.append(ev)
-        self.step += 1
+        events = self.events
+        events.append(line)
+        events.append(kind)
+        if type(data) is list:
+            events.append(len(data) >> 1)
+            events.extend(data)
+        else:
+            events.append(data)
+        self.step = step + 1
         self.last_line = line
-        return ev
+        return step
 
     def stop(self, reason, line):
         if self.truncated is None:
@@ -594,52 +635,64 @@ class Tracer(object):
                     else:
                         r = rep(v)
                         snap[k] = (v, r, _immutable(v))
-                out.append((k, r))
+                out.append(k)
+                out.append(r)
             elif not st.info.module:
                 g = frame.f_globals
                 if k in g:  # a `global` name assigned by this statement
-                    out.append([k, rep(g[k])])
+                    out.append(k)
+                    out.append(rep(g[k]))
         # 2. after a statement that may call code or store into objects: every other name
         #    that was rebound, or whose value changed in place
         if mut:
-            skip = src.skip.get(anchor)
-            for k, v in loc.items():
-                if k in assigned:
-                    continue
-                old = snap.get(k)
-                if old is None:
-                    if k[:1] == "." or (k[:2] == "__" and k[-2:] == "__"):
-                        continue
-                    if skip is not None and k in skip:
-                        snap[k] = (v, None, True)
-                        continue
-                    r = rep(v)
-                    snap[k] = (v, r, _immutable(v))
-                elif old[0] is not v:
-                    if skip is not None and k in skip:
-                        snap[k] = (v, None, True)
-                        continue
-                    r = rep(v)
-                    snap[k] = (v, r, _immutable(v))
-                elif not old[2]:
-                    r = rep(v)
-                    if r == old[1]:
-                        continue
-                    snap[k] = (v, r, False)
-                    if old[1] is None:
-                        continue  # first look at a value inherited from the caller's snapshot
-                else:
-                    continue
-                out.append([k, r])
+            self.changed(loc, snap, assigned, src.skip.get(anchor), out)
         if out and self.recording:
             line = src.render.get(anchor, anchor + src.offset)
             step = self.step
             if step >= self.max_events or (not step & 63 and time.perf_counter() > self.trace_deadline):
                 self.emit(line, "line", out)  # the slow path marks the truncation
             else:
-                self.events.append((step, line, "line", out))
+                events = self.events
+                events.append(line)
+                events.append("line")
+                events.append(len(out) >> 1)
+                events.extend(out)
                 self.step = step + 1
                 self.last_line = line
+
+    def changed(self, loc, snap, assigned, skip, out):
+        """After a statement that may call code or store into objects: append to `out` every
+        name (other than `assigned`) that was rebound, or whose value changed in place."""
+        rep = self.rep
+        for k, v in loc.items():
+            if k in assigned:
+                continue
+            old = snap.get(k)
+            if old is None:
+                if k[:1] == "." or (k[:2] == "__" and k[-2:] == "__"):
+                    continue
+                if skip is not None and k in skip:
+                    snap[k] = (v, None, True)
+                    continue
+                r = rep(v)
+                snap[k] = (v, r, _immutable(v))
+            elif old[0] is not v:
+                if skip is not None and k in skip:
+                    snap[k] = (v, None, True)
+                    continue
+                r = rep(v)
+                snap[k] = (v, r, _immutable(v))
+            elif not old[2]:
+                r = rep(v)
+                if r == old[1]:
+                    continue
+                snap[k] = (v, r, False)
+                if old[1] is None:
+                    continue  # first look at a value inherited from the caller's snapshot
+            else:
+                continue
+            out.append(k)
+            out.append(r)
 
     # -- the trace functions -----------------------------------------------------------------
     def global_trace(self, frame, event, arg):
@@ -681,40 +734,113 @@ class Tracer(object):
                         else:
                             r = rep(v)
                         snap[a] = (v, r, _immutable(v))
-                        out.append([a, r])
+                        out.append(a)
+                        out.append(r)
                 if out:
                     self.emit(info.def_line, "call", out)
         return self.lt
 
-    def local_trace(self, frame, event, arg):
-        # hot path: a line event in a known frame, with SIGALRM guarding the run budget
-        if event == "line" and self.alarm and self.recording:
-            st = self.states.get(frame)
-            if st is not None:
-                src = st.src
-                ln = frame.f_lineno
-                anchor = src.line_anchor.get(ln, ln)
-                lasti = frame.f_lasti
-                a = st.anchor
-                if a is not None:
-                    if st.exc is None:
-                        if anchor == a and (lasti > st.lasti or anchor in src.merge):
+    def _local_trace(self):
+        """The per-frame trace function. Its hot path (a line event in a known frame while
+        recording, SIGALRM guarding the run budget, no exception pending) completes the
+        previous statement inline, with everything it needs bound to local names: the same
+        logic as `complete`, which handles every other case."""
+        tracer = self
+        states_get = self.states.get
+        slow = self.slow_trace
+        complete = self.complete
+        append = self.events.append
+        extend = self.events.extend
+        rep = self.rep
+        short = rep.max_len // 10  # a str this short never needs cutting (repr <= 10x + 2)
+        max_events = self.max_events
+        deadline = self.trace_deadline
+        perf = time.perf_counter
+        big = _BIG
+        imm = _immutable
+
+        def lt(frame, event, arg):
+            if event == "line" and tracer.alarm and tracer.recording:
+                st = states_get(frame)
+                if st is not None:
+                    ln = frame.f_lineno
+                    anchor = st.anchors.get(ln, ln)
+                    lasti = frame.f_lasti
+                    a = st.anchor
+                    if a is not None:
+                        if st.exc is not None:
+                            try:
+                                complete(frame, st, ln)
+                            except RecursionError:
+                                tracer.lost += 1
+                            except BaseException as e:  # never let a tracer failure through
+                                tracer.internal_error(e)
+                        elif anchor == a and (lasti > st.lasti or anchor in st.merge):
                             st.lasti = lasti
-                            return self.lt
-                        if a in src.quiet:  # assigns nothing, calls nothing: nothing to report
-                            st.anchor = anchor
-                            st.lasti = lasti
-                            return self.lt
-                    try:
-                        self.complete(frame, st, ln)
-                    except RecursionError:
-                        self.lost += 1
-                    except BaseException as e:  # never let a tracer failure reach the program
-                        self.internal_error(e)
-                st.anchor = anchor
-                st.lasti = lasti
-                return self.lt
-        return self.slow_trace(frame, event, arg)
+                            return lt  # same statement, still running
+                        else:
+                            plan = st.plan.get(a)
+                            if plan is not None:  # None: assigns nothing, calls nothing
+                                try:
+                                    assigned, lo, hi, mut, line, skip = plan
+                                    if lo is not None and not (lo <= ln <= hi):
+                                        assigned = ()  # the loop was exhausted
+                                    if assigned or mut:
+                                        loc = frame.f_locals
+                                        snap = st.snap
+                                        out = []
+                                        for k in assigned:
+                                            if k in loc:
+                                                v = loc[k]
+                                                old = snap.get(k)
+                                                if old is not None and old[0] is v and old[2] \
+                                                        and old[1] is not None:
+                                                    r = old[1]
+                                                else:
+                                                    tv = type(v)
+                                                    if (tv is int and -big < v < big) \
+                                                            or tv is float or tv is bool \
+                                                            or v is None:
+                                                        r = repr(v)
+                                                        snap[k] = (v, r, True)
+                                                    elif tv is str and len(v) < short:
+                                                        r = repr(v)
+                                                        snap[k] = (v, r, True)
+                                                    else:
+                                                        r = rep(v)
+                                                        snap[k] = (v, r, imm(v))
+                                                out.append(k)
+                                                out.append(r)
+                                            elif not st.info.module:
+                                                g = frame.f_globals
+                                                if k in g:  # a `global` name assigned here
+                                                    out.append(k)
+                                                    out.append(rep(g[k]))
+                                        if mut:
+                                            tracer.changed(loc, snap, assigned, skip, out)
+                                        if out and tracer.recording:
+                                            step = tracer.step
+                                            if step >= max_events or (
+                                                not step & 63 and perf() > deadline
+                                            ):
+                                                tracer.emit(line, "line", out)  # truncation
+                                            else:
+                                                append(line)
+                                                append("line")
+                                                append(len(out) >> 1)
+                                                extend(out)
+                                                tracer.step = step + 1
+                                                tracer.last_line = line
+                                except RecursionError:
+                                    tracer.lost += 1
+                                except BaseException as e:  # never let a tracer failure through
+                                    tracer.internal_error(e)
+                    st.anchor = anchor
+                    st.lasti = lasti
+                    return lt
+            return slow(frame, event, arg)
+
+        return lt
 
     def slow_trace(self, frame, event, arg):
         self.tick += 1
@@ -783,9 +909,9 @@ class Tracer(object):
                         r = repr(arg)  # no Python-level call: works at the recursion limit too
                     else:
                         r = self.rep(arg)
-                    ev = self.emit(line, "return" if final else "yield", r)
-                    if ev is not None and self.verify and final:
-                        self.returns.append([ev[0], _real_repr(arg)])
+                    step = self.emit(line, "return" if final else "yield", r)
+                    if step is not None and self.verify and final:
+                        self.returns.append([step, _real_repr(arg)])
             elif event == "exception":
                 etype, evalue, _tb = arg
                 st.exc = evalue
@@ -919,7 +1045,7 @@ def run(req, emit):
             "tracer_errors": tracer.errors,
             "lost_events": tracer.lost,
         })
-        data = json.dumps(result, ensure_ascii=False)
+        data = json.dumps(result, ensure_ascii=False, check_circular=False)
         emit(data.encode("utf-8", "backslashreplace"))
 
     def on_budget(_reason):

@@ -300,7 +300,10 @@ fn killed_trace(source: String, test_first_line: u32, verdict: TestOutcome) -> T
 struct Raw {
     python: String,
     load_error: Option<TestOutcome>,
-    events: Vec<(u64, u32, String, serde_json::Value)>,
+    /// Flat: per event its line, its kind, then for `call` / `line` the number of variables
+    /// and that many name, repr pairs, for the other kinds one string (tracer.py,
+    /// `Tracer.events`). The i-th event is step i.
+    events: Vec<serde_json::Value>,
     truncated: Option<RawTrunc>,
     verdict: TestOutcome,
     stdout: String,
@@ -324,33 +327,57 @@ pub fn decode(bytes: &[u8], source: String, test_first_line: u32) -> Result<Trac
     from_raw(raw, source, test_first_line)
 }
 
-fn from_raw(raw: Raw, source: String, test_first_line: u32) -> Result<Trace, TraceError> {
-    let mut events = Vec::with_capacity(raw.events.len());
-    for (step, line, kind, data) in raw.events {
-        let text = |d: serde_json::Value| match d {
-            serde_json::Value::String(s) => Ok(s),
-            other => Err(TraceError::Decode(format!(
-                "step {step}: expected a string, got {other}"
-            ))),
+/// Decode the tracer's flat event list (layout: the `events` field of `Raw`).
+fn decode_events(flat: Vec<serde_json::Value>) -> Result<Vec<Event>, TraceError> {
+    use serde_json::Value;
+    let mut events = Vec::new();
+    let mut it = flat.into_iter();
+    let mut step: u64 = 0;
+    let bad = |step: u64, what: &str, got: Option<Value>| {
+        TraceError::Decode(match got {
+            Some(v) => format!("step {step}: expected {what}, got {v}"),
+            None => format!("step {step}: expected {what}, got the end of the event list"),
+        })
+    };
+    let text = |step: u64, v: Option<Value>| match v {
+        Some(Value::String(s)) => Ok(s),
+        other => Err(bad(step, "a string", other)),
+    };
+    while let Some(line) = it.next() {
+        let line = match line.as_u64().and_then(|l| u32::try_from(l).ok()) {
+            Some(l) => l,
+            None => return Err(bad(step, "a line number", Some(line))),
         };
+        let kind = text(step, it.next())?;
         let kind = match kind.as_str() {
             "call" | "line" => {
-                let vars: Vec<(String, String)> = serde_json::from_value(data)
-                    .map_err(|e| TraceError::Decode(format!("step {step}: {e}")))?;
-                let vars = vars
-                    .into_iter()
-                    .map(|(name, value)| Var { name, value })
-                    .collect();
+                let n = match it.next() {
+                    Some(v) => match v.as_u64() {
+                        Some(n) => n,
+                        None => return Err(bad(step, "a variable count", Some(v))),
+                    },
+                    None => return Err(bad(step, "a variable count", None)),
+                };
+                let mut vars = Vec::new();
+                for _ in 0..n {
+                    let name = text(step, it.next())?;
+                    let value = text(step, it.next())?;
+                    vars.push(Var { name, value });
+                }
                 if kind == "call" {
                     EventKind::Call { vars }
                 } else {
                     EventKind::Line { vars }
                 }
             }
-            "return" => EventKind::Return { value: text(data)? },
-            "yield" => EventKind::Yield { value: text(data)? },
+            "return" => EventKind::Return {
+                value: text(step, it.next())?,
+            },
+            "yield" => EventKind::Yield {
+                value: text(step, it.next())?,
+            },
             "exception" => EventKind::Exception {
-                exception: text(data)?,
+                exception: text(step, it.next())?,
             },
             other => {
                 return Err(TraceError::Decode(format!(
@@ -359,7 +386,13 @@ fn from_raw(raw: Raw, source: String, test_first_line: u32) -> Result<Trace, Tra
             }
         };
         events.push(Event { step, line, kind });
+        step += 1;
     }
+    Ok(events)
+}
+
+fn from_raw(raw: Raw, source: String, test_first_line: u32) -> Result<Trace, TraceError> {
+    let events = decode_events(raw.events)?;
     Ok(Trace {
         source,
         test_first_line,
