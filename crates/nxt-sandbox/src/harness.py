@@ -1,13 +1,20 @@
 # nxt-sandbox worker harness (trusted code, shipped inside the nxt binary).
 #
-# The Rust pool starts one CPython per worker with this file as `-c` source. The worker reads
-# jobs on fd 0, and for each job forks one child that becomes PID 1 of a fresh PID namespace,
-# drops privileges, applies rlimits / no_new_privs / landlock / seccomp, installs an audit hook
-# against in-process tampering, runs the program and the tests, and reports authenticated
-# records on a dedicated pipe. The worker monitors wall-clock limits, kills the child's whole
-# namespace on timeout, captures bounded stdout/stderr, and answers the Rust side on fd 1.
+# The Rust pool starts one CPython per worker with this file as `-c` source. The worker is PID 1
+# of its own PID namespace (set up by the pool) and is a fork server: it reads one job at a time
+# on fd 0, compiles the job's tests (cached: the same tests come back for every sample of a
+# task), makes the job directory, forks one child, waits for it, kills every process left under
+# the job's uid, removes the directory and answers on fd 1 with the child's exit status.
 #
-# Frames both ways: u32 big-endian length + JSON header, u32 length + raw blob.
+# The child becomes a session leader, drops to the worker's unprivileged uid, sets rlimits,
+# installs an audit hook against in-process tampering, runs the program and the tests, and
+# reports records authenticated by a per-job secret on fd 3. The pool (Rust) reads those
+# records, the job's stdout and stderr and the answers directly, enforces the wall-clock limits
+# (it asks this process to kill the job with SIGUSR1) and builds the result.
+#
+# Descriptors the pool hands over: 0 job frames in, 1 answers out, 3 result records (write
+# end), 4 job stdout (write end), 5 job stderr (write end), 6 acknowledgements (read end).
+# Frames: u32 big-endian length + JSON header, u32 length + raw blob.
 # Must run on CPython 3.8+.
 import builtins as _builtins_module
 # A private copy of the builtins: a program that rewrites `builtins` cannot reach the harness.
@@ -16,39 +23,33 @@ import os
 import sys
 import json
 import struct
-import select
 import signal
 import time
 import ast
-import shutil
 import gc
 import errno
 import resource
 import warnings
 import fcntl
-import socket
-import array
 
-_b = __builtins__ if isinstance(__builtins__, dict) else vars(__builtins__)
-# Warm imports: programs under test usually need a few of these; load them once here.
+# Warm imports: the modules programs under test import most often (MBPP, HumanEval). Kept
+# short on purpose: every module makes each fork a little dearer, and `random` (which reseeds
+# itself after every fork) is left out.
 for _m in ("math", "itertools", "collections", "functools", "re", "heapq", "bisect", "string",
-           "operator", "random", "typing", "copy", "fractions", "decimal", "statistics",
-           "hashlib", "datetime", "io", "traceback", "array", "numbers", "enum",
-           "dataclasses", "cmath", "textwrap", "unicodedata", "string", "struct", "sys",
-           "json", "queue", "threading", "time", "collections.abc", "keyword"):
+           "operator", "typing", "copy", "array", "cmath", "collections.abc", "opcode"):
     try:
         __import__(_m)
     except Exception:
         pass
 
-IN_FD = os.dup(0)
-OUT_FD = os.dup(1)
+RES_FD, OUT_W, ERR_W, ACK_R = 3, 4, 5, 6
+FIONREAD = 0x541B
+IN_FD = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 10)
+OUT_FD = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 10)
 _devnull = os.open(os.devnull, os.O_RDWR)
 os.dup2(_devnull, 0)
 os.dup2(_devnull, 1)
 os.close(_devnull)
-os.set_inheritable(IN_FD, False)
-os.set_inheritable(OUT_FD, False)
 
 REC_MAGIC_LEN = 16
 # The Rust pool starts each worker as PID 1 of a fresh PID namespace.
@@ -72,7 +73,11 @@ def read_frame():
         return None, None
     header = read_exact(IN_FD, struct.unpack(">I", h)[0])
     h2 = read_exact(IN_FD, 4)
+    if header is None or h2 is None:
+        return None, None
     blob = read_exact(IN_FD, struct.unpack(">I", h2)[0])
+    if blob is None:
+        return None, None
     return json.loads(header.decode("utf-8")), blob
 
 
@@ -94,32 +99,31 @@ class Config:
 CFG = Config()
 
 
-def sandbox_child(job_dir, limits, result_fd, out_w, err_w):
-    """Runs in the forked child (PID 1 of a fresh PID namespace) as root; returns the list of
-    (layer, ok, detail). Raises when a required layer fails."""
+def sandbox_child(job_dir, limits, probe):
+    """Runs in the forked child (a session leader in the worker's PID namespace) as root;
+    returns the list of (layer, ok, detail) when `probe`. Raises when a required layer fails."""
     layers = []
     strict = CFG.strict_layers
 
     def layer(name, fn, detail=""):
         try:
             fn()
-            layers.append((name, True, detail))
+            if probe:
+                layers.append((name, True, detail))
         except Exception as e:  # noqa
             layers.append((name, False, "%s: %s" % (type(e).__name__, e)))
             if strict:
                 raise RuntimeError("isolation layer %s failed: %s" % (name, e))
 
     os.setsid()
-    # fds: 0 = /dev/null, 1/2 = capture pipes, 3 = result records (already), the rest closed.
-    nul = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(nul, 0)
-    os.close(nul)
-    os.dup2(out_w, 1)
-    os.dup2(err_w, 2)
+    # fds: 0 = /dev/null (already), 1/2 = capture pipes, 3 = result records (already),
+    # 4 = acknowledgements, the rest closed.
+    os.dup2(OUT_W, 1)
+    os.dup2(ERR_W, 2)
+    os.dup2(ACK_R, 4)
     os.chdir(job_dir)
-    os.environ.clear()
-    os.environ.update({"HOME": job_dir, "TMPDIR": job_dir, "PATH": "/usr/bin:/bin",
-                       "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"})
+    os.environ["HOME"] = job_dir
+    os.environ["TMPDIR"] = job_dir
 
     def rlimits():
         mem = int(limits["memory"])
@@ -131,10 +135,8 @@ def sandbox_child(job_dir, limits, result_fd, out_w, err_w):
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
         np_ = int(limits.get("processes", 32))
         resource.setrlimit(resource.RLIMIT_NPROC, (np_, np_))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
     def drop_uid():
-        os.setgroups([])
         os.setresgid(CFG.gid, CFG.gid, CFG.gid)
         os.setresuid(CFG.uid, CFG.uid, CFG.uid)
         if os.getuid() == 0 or os.geteuid() == 0:
@@ -144,6 +146,7 @@ def sandbox_child(job_dir, limits, result_fd, out_w, err_w):
     os.closerange(5, 65536)
     layer("rlimits", rlimits, "address space, CPU, file size, 64 open files, processes, no core")
     return layers
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,11 +395,15 @@ def compile_test(src, strict, tag, filename):
 # ---------------------------------------------------------------------------------------------
 # Child side: runs the job and writes authenticated records on fd 3.
 
-def child_run(job, nonce, setup_layers):
-    """Entered in the forked child after isolation. Never returns."""
+def child_run(job, blob, nonce, compiled):
+    """Entered in the forked child after isolation. Never returns. `compiled` holds the
+    pre-compiled tests (test jobs) or the driver's code object (driver jobs), or the exception
+    compiling them raised."""
     _write = os.write
     _exit = os._exit
     _pack = struct.pack
+    _unpack = struct.unpack
+    _ioctl = fcntl.ioctl
     _type = type
     _str = str
     _isinstance = isinstance
@@ -404,14 +411,13 @@ def child_run(job, nonce, setup_layers):
     _AssertionError = AssertionError
     _MemoryError = MemoryError
     _exec = exec
-    _perf = time.perf_counter
     _range = range
     _len = len
+    _read = os.read
     stdout = sys.stdout
     stderr = sys.stderr
     fd = 3
-
-    _read = os.read
+    zero4 = b"\0\0\0\0"
 
     def rec(kind, idx, payload=b""):
         msg = nonce + kind + _pack(">II", idx, _len(payload)) + payload
@@ -419,10 +425,22 @@ def child_run(job, nonce, setup_layers):
         while view:
             n = _write(fd, view)
             view = view[n:]
-        if kind == b"S":
-            # Wait until the monitor has attributed all earlier output, so this test's output
-            # is told apart from the previous one's.
+
+    def pending(f):
+        try:
+            return _unpack("i", _ioctl(f, FIONREAD, zero4))[0] > 0
+        except _BaseException:
+            return False
+
+    def start(idx):
+        # Output still unread in the capture pipes belongs to the previous phase: then wait
+        # until the pool has taken it, so each test's output is told apart from the previous
+        # one's. With empty pipes (the usual case) there is nothing to wait for.
+        if pending(1) or pending(2):
+            rec(b"S", idx, b"w")
             _read(4, 1)
+        else:
+            rec(b"S", idx)
 
     def flush():
         for s in (stdout, stderr):
@@ -444,7 +462,7 @@ def child_run(job, nonce, setup_layers):
 
     trusted_mode = [False]
 
-    def outcome_of(e, filename):
+    def outcome_of(e):
         if _isinstance(e, _MemoryError):
             return b"memory"
         if _isinstance(e, _AssertionError):
@@ -467,9 +485,8 @@ def child_run(job, nonce, setup_layers):
             msg.encode("utf-8", "replace") + b"\x00" + _str(line).encode()
 
     kind = job["kind"]
-    strict = job.get("strict", True)
     if kind == "driver":
-        payload = job["_blob"]
+        payload = blob
         emitted = [False]
         max_emit = int(job.get("max_emit_bytes", 1 << 26))
 
@@ -489,10 +506,12 @@ def child_run(job, nonce, setup_layers):
 
         g = {"__name__": "__main__", "__builtins__": __builtins__,
              "nxt_payload": nxt_payload, "nxt_emit": nxt_emit}
+        rec(b"L", 0)
+        rec(b"S", 0)
         try:
-            code = compile(job["driver"], "<driver>", "exec")
-            rec(b"S", 0)
-            _exec(code, g)
+            if _isinstance(compiled, _BaseException):
+                raise compiled
+            _exec(compiled, g)
             flush()
             rec(b"R", 0, b"passed")
         except _BaseException as e:
@@ -500,32 +519,22 @@ def child_run(job, nonce, setup_layers):
             if _isinstance(e, SystemExit) and (e.code is None or e.code == 0):
                 rec(b"R", 0, b"passed")
             else:
-                rec(b"R", 0, outcome_of(e, "<driver>"))
+                rec(b"R", 0, outcome_of(e))
         flush()
         rec(b"D", 0)
         _exit(0)
 
-    # Test job. Compile everything before any untrusted code runs.
-    tag = nonce.hex()
+    # Test job: the tests are compiled already; compile the program before any of it runs.
     program = job["program"]
     setup = job.get("setup")
     setup_after = job.get("setup_after", True)
-    tests = job["tests"]
-    start = int(job.get("start", 0))
-    compiled = []
-    for i, t in enumerate(tests):
-        if i < start:
-            compiled.append(None)
-            continue
-        try:
-            compiled.append(compile_test(t, strict, tag, "<test %d>" % i))
-        except _BaseException as e:  # a broken test is an error of that test
-            compiled.append(e)
+    n_tests = _len(compiled)
+    first = int(job.get("start", 0))
     try:
         prog_code = compile(program, "<program>", "exec")
         setup_code = compile(setup, "<setup>", "exec") if setup else None
     except _BaseException as e:
-        rec(b"l", 0, outcome_of(e, "<program>"))
+        rec(b"l", 0, outcome_of(e))
         flush()
         rec(b"D", 0)
         _exit(0)
@@ -539,7 +548,8 @@ def child_run(job, nonce, setup_layers):
         raise RuntimeError("nxt-sandbox: tracing is disabled")
     sys.settrace = _no_tracing
     sys.setprofile = _no_tracing
-    install_audit_hook(trusted_mode, (STRICT_EQ, STRICT_TRUTH, STRICT_CMP, STRICT_TRUSTED, STRICT_FAMILY))
+    install_audit_hook(trusted_mode, (STRICT_EQ, STRICT_TRUTH, STRICT_CMP, STRICT_TRUSTED,
+                                      STRICT_FAMILY))
     g = {"__name__": "__nxt_program__", "__builtins__": __builtins__}
     try:
         if setup_code is not None and not setup_after:
@@ -549,17 +559,17 @@ def child_run(job, nonce, setup_layers):
             _exec(setup_code, g)
     except _BaseException as e:
         flush()
-        rec(b"l", 0, outcome_of(e, "<program>"))
+        rec(b"l", 0, outcome_of(e))
         flush()
         rec(b"D", 0)
         _exit(0)
     flush()
     rec(b"L", 0)
-    for i in _range(start, _len(tests)):
+    for i in _range(first, n_tests):
         c = compiled[i]
-        rec(b"S", i)
+        start(i)
         if _isinstance(c, _BaseException):
-            rec(b"R", i, outcome_of(c, "<test>"))
+            rec(b"R", i, outcome_of(c))
             continue
         try:
             _exec(c, g)
@@ -567,7 +577,7 @@ def child_run(job, nonce, setup_layers):
             rec(b"R", i, b"passed")
         except _BaseException as e:
             flush()
-            rec(b"R", i, outcome_of(e, "<test>"))
+            rec(b"R", i, outcome_of(e))
     flush()
     rec(b"D", 0)
     _exit(0)
@@ -638,292 +648,70 @@ def install_audit_hook(trusted_mode, protected):
     sys.addaudithook(hook)
 
 
+
+
 # ---------------------------------------------------------------------------------------------
-# Worker side.
+# Worker side: the fork server.
 
-class Reader:
-    """Parses authenticated records from the result pipe."""
-
-    def __init__(self, nonce):
-        self.buf = b""
-        self.nonce = nonce
-        self.tampered = False
-
-    def feed(self, data):
-        self.buf += data
-
-    def records(self):
-        out = []
-        hl = REC_MAGIC_LEN + 1 + 8
-        while len(self.buf) >= hl:
-            if self.buf[:REC_MAGIC_LEN] != self.nonce:
-                self.tampered = True
-                self.buf = b""
-                break
-            kind = self.buf[REC_MAGIC_LEN:REC_MAGIC_LEN + 1]
-            idx, n = struct.unpack(">II", self.buf[REC_MAGIC_LEN + 1:hl])
-            if len(self.buf) < hl + n:
-                break
-            out.append((kind, idx, self.buf[hl:hl + n]))
-            self.buf = self.buf[hl + n:]
-        return out
+# Compiled tests and drivers, shared by every job (code objects are immutable). Keyed by
+# (kind, index, source, strict); cleared when it grows past CACHE_MAX entries.
+CACHE = {}
+CACHE_MAX = 20000
+# Placeholder tag of the strict rewrite: a per-worker secret, so a test's own text cannot
+# collide with the placeholders.
+TAG = os.urandom(8).hex()
 
 
-def decode_outcome(p):
-    parts = p.split(b"\x00")
-    k = parts[0]
-    if k == b"passed":
-        return {"status": "passed"}
-    if k == b"memory":
-        return {"status": "memory_exceeded"}
-    if k == b"failed":
-        return {"status": "failed", "message": parts[1].decode("utf-8", "replace") if len(parts) > 1 else ""}
-    if k == b"error" and len(parts) >= 4:
-        try:
-            line = int(parts[3])
-        except ValueError:
-            line = -1
-        ex = parts[1].decode("utf-8", "replace")
-        if ex == "MemoryError":
-            return {"status": "memory_exceeded"}
-        return {"status": "error", "exc_type": ex,
-                "message": parts[2].decode("utf-8", "replace"),
-                "line": line if line >= 0 else None}
-    return {"status": "error", "exc_type": "HarnessProtocolError",
-            "message": "unreadable outcome record", "line": None}
-
-
-class Capture:
-    def __init__(self, cap):
-        self.cap = cap
-        self.parts = []
-        self.n = 0
-        self.truncated = False
-
-    def add(self, data):
-        room = self.cap - self.n
-        if room > 0:
-            piece = data[:room]
-            self.parts.append(piece)
-            self.n += len(piece)
-        if len(data) > max(room, 0):
-            self.truncated = True
-
-    def text(self):
-        return b"".join(self.parts).decode("utf-8", "replace")
-
-
-JOB_COUNTER = [0]
-
-
-def run_child(job, job_dir, start):
-    """Has the zygote fork one sandboxed child running tests from `start`; monitors it.
-    Returns a dict with the events observed."""
-    nonce = os.urandom(REC_MAGIC_LEN)
-    r_res, w_res = os.pipe()
-    r_out, w_out = os.pipe()
-    r_err, w_err = os.pipe()
-    r_ack, w_ack = os.pipe()
-    spec = dict(job)
-    spec.pop("_deadline", None)
-    blob = spec.pop("_blob", b"") or b""
-    spec["start"] = start
-    spec["job_dir"] = job_dir
-    spec["nonce"] = nonce.hex()
+def cached(key, make):
+    hit = CACHE.get(key)
+    if hit is not None:
+        return hit
     try:
-        pid = ZYGOTE.start(json.dumps(spec).encode("utf-8"), blob, [w_res, w_out, w_err, r_ack])
-    finally:
-        for f in (w_res, w_out, w_err, r_ack):
-            os.close(f)
-    if pid <= 0:
-        for f in (r_res, r_out, r_err, w_ack):
-            os.close(f)
-        raise OSError(errno.ECHILD, "the zygote could not fork a job process")
+        value = make()
+    except BaseException as e:  # a broken test is an error of that test
+        value = e
+    if len(CACHE) >= CACHE_MAX:
+        CACHE.clear()
+    CACHE[key] = value
+    return value
+
+
+def compile_tests(job):
+    strict = bool(job.get("strict", True))
+    start = int(job.get("start", 0))
+    out = []
+    for i, t in enumerate(job["tests"]):
+        if i < start:
+            out.append(None)
+        else:
+            out.append(cached(("t", i, t, strict),
+                              lambda: compile_test(t, strict, TAG, "<test %d>" % i)))
+    return out
+
+
+def compile_driver(src):
+    return cached(("d", 0, src, False), lambda: compile(src, "<driver>", "exec"))
+
+
+def child_main(job, blob, job_dir, compiled):
     try:
-        return monitor(pid, job, nonce, r_res, r_out, r_err, start, w_ack)
-    finally:
-        os.close(w_ack)
-
-
-def kill_uid(uid):
-    """Kills every process running under the job uid (e.g. a grandchild that escaped the job's
-    process group). Runs in the zygote: the uid switch clears a process's parent-death signal,
-    which the worker must keep."""
+        nonce = bytes.fromhex(job["nonce"])
+    except BaseException:
+        os._exit(70)
     try:
-        os.setresuid(uid, uid, 0)
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except OSError:
-            pass
-    finally:
-        os.setresuid(0, 0, 0)
-
-
-def sweep(uid):
-    """Reaps orphans of the job that were reparented to this worker (PID 1)."""
-    if IS_PID1:
-        while True:
-            try:
-                p, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if p == 0:
-                break
-            if p == ZYGOTE.pid:
-                ZYGOTE.pid = -1
-
-
-def kill_job(pid):
-    """Kills the job process and its process group (it is a session leader)."""
-    for target in (-pid, pid):
-        try:
-            os.kill(target, signal.SIGKILL)
-        except OSError:
-            pass
-
-
-class Zygote:
-    """A small fork server: a copy of the warm worker that does nothing but fork job processes,
-    so neither it nor the monitoring worker pays copy-on-write faults on every job."""
-
-    def __init__(self):
-        self.pid = -1
-        self.sock = None
-
-    def spawn(self):
-        import socket
-        if self.sock is not None:
-            self.sock.close()
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        pid = os.fork()
-        if pid == 0:
-            a.close()
-            try:
-                os.close(IN_FD)
-                os.close(OUT_FD)
-                zygote_loop(b)
-            except BaseException:
-                pass
-            os._exit(0)
-        b.close()
-        self.sock = a
-        self.pid = pid
-
-    def start(self, spec, blob, fds):
-        """Sends a job; returns the pid of the job process (-1 if the zygote is gone)."""
-        import array
-        import socket
-        for attempt in (0, 1):
-            if self.pid <= 0:
-                self.spawn()
-            try:
-                head = struct.pack(">II", len(spec), len(blob))
-                self.sock.sendmsg([head], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                            array.array("i", fds))])
-                self.sock.sendall(spec + blob)
-                raw = recv_exact(self.sock, 5)
-                if raw is None or raw[:1] != b"P":
-                    raise OSError(errno.EPIPE, "zygote gone")
-                return struct.unpack(">i", raw[1:])[0]
-            except OSError:
-                self.kill()
-        return -1
-
-    def wait(self, pid):
-        """Waits until the zygote has reaped the job; returns its end (exit code < 128, or
-        128 + signal)."""
-        raw = recv_exact(self.sock, 5) if self.sock is not None else None
-        if raw is None or raw[:1] != b"E":
-            self.kill()
-            return 72
-        return struct.unpack(">i", raw[1:])[0]
-
-    def kill(self):
-        if self.pid > 0:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-            except OSError:
-                pass
-        self.pid = -1
-
-
-ZYGOTE = Zygote()
-
-
-def recv_exact(sock, n):
-    chunks = []
-    while n > 0:
-        b = sock.recv(n)
-        if not b:
-            return None
-        chunks.append(b)
-        n -= len(b)
-    return b"".join(chunks)
-
-
-def zygote_loop(sock):
-    import array
-    import socket
-    while True:
-        fds = array.array("i")
-        msg, anc, _flags, _addr = sock.recvmsg(8, socket.CMSG_SPACE(4 * fds.itemsize))
-        if not msg:
-            os._exit(0)
-        for level, kind, data in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(data[:len(data) - (len(data) % fds.itemsize)])
-        if len(msg) < 8:
-            msg += recv_exact(sock, 8 - len(msg)) or b""
-        n_spec, n_blob = struct.unpack(">II", msg)
-        body = recv_exact(sock, n_spec + n_blob)
-        if body is None or len(fds) != 4:
-            os._exit(0)
-        spec = json.loads(body[:n_spec].decode("utf-8"))
-        spec["_blob"] = body[n_spec:]
-        w_res, w_out, w_err, r_ack = list(fds)
-        pid = os.fork()
-        if pid == 0:
-            sock.close()
-            child_main(spec, spec["job_dir"], bytes.fromhex(spec["nonce"]), spec["limits"],
-                       w_res, w_out, w_err, r_ack)
-            os._exit(71)
-        for f in fds:
-            os.close(f)
-        sock.sendall(b"P" + struct.pack(">i", pid))
-        while True:
-            try:
-                _, st = os.waitpid(pid, 0)
-                break
-            except InterruptedError:
-                continue
-        code = 128 + os.WTERMSIG(st) if os.WIFSIGNALED(st) else min(os.WEXITSTATUS(st), 127)
-        if IS_PID1:
-            kill_uid(CFG.uid)
-        sock.sendall(b"E" + struct.pack(">i", code))
-
-
-def child_main(job, job_dir, nonce, limits, w_res, w_out, w_err, r_ack):
-    try:
-        for f in (w_res, w_out, w_err, r_ack):
-            os.set_inheritable(f, False)
-        # Move the four descriptors out of the way of 0-4 first, then into place.
-        import fcntl
-        w_res, w_out, w_err, r_ack = [fcntl.fcntl(f, fcntl.F_DUPFD_CLOEXEC, 10)
-                                      for f in (w_res, w_out, w_err, r_ack)]
-        os.dup2(w_res, 3)
-        os.dup2(r_ack, 4)
-        os.set_inheritable(3, False)
-        os.set_inheritable(4, False)
-        layers = [("stray_process_sweep", IS_PID1,
-                   "after each job every process left under the job's uid is killed and reaped"
-                   if IS_PID1 else "the worker is not PID 1 of a PID namespace")]
-        layers += sandbox_child(job_dir, limits, 3, w_out, w_err)
-        if job["kind"] == "probe":
+        probe = job["kind"] == "probe"
+        layers = sandbox_child(job_dir, job["limits"], probe)
+        if probe:
+            layers = [("stray_process_sweep", IS_PID1,
+                       "after each job every process left under the job's uid is killed and "
+                       "reaped" if IS_PID1 else "the worker is not PID 1 of a PID namespace")] \
+                + layers \
+                + [("audit_hook", hasattr(sys, "addaudithook"),
+                    "blocks frame/gc introspection, ctypes, process creation, /proc")]
             text = "\n".join("%s\t%d\t%s" % l for l in layers).encode()
             os.write(3, nonce + b"I" + struct.pack(">II", 0, len(text)) + text)
             os._exit(0)
-        child_run(job, nonce, layers)
+        child_run(job, blob, nonce, compiled)
     except BaseException as e:  # isolation failure: report as infrastructure error
         try:
             text = ("%s: %s" % (type(e).__name__, e)).encode("utf-8", "replace")
@@ -933,262 +721,116 @@ def child_main(job, job_dir, nonce, limits, w_res, w_out, w_err, r_ack):
     os._exit(71)
 
 
-def monitor(pid, job, nonce, r_res, r_out, r_err, start, w_ack):
-    limits = job["limits"]
-    cap = int(limits["output_bytes"])
-    test_timeout = float(limits["test_timeout"])
-    job_deadline = job["_deadline"]
-    reader = Reader(nonce)
-    ev = {"loaded": False, "load_error": None, "results": {}, "durations": {}, "out": {},
-          "current": None, "done": False, "emitted": None, "info": None, "infra": None,
-          "killed_for": None, "status": None, "load_out": None}
-    caps = {}  # index -> (Capture, Capture); key "load" before tests
+# Pid of the job process running now (0 between jobs).
+CURRENT = [0]
 
-    def cur_caps():
-        key = ev["current"] if ev["current"] is not None else "load"
-        if key not in caps:
-            caps[key] = (Capture(cap), Capture(cap))
-        return caps[key]
 
-    test_started = None
-    poller = select.poll()
-    open_fds = {r_res: "res", r_out: "out", r_err: "err"}
-    for f in open_fds:
-        poller.register(f, select.POLLIN | select.POLLHUP)
-
-    def drain(which_fd, stream):
-        while True:
+def on_kill_request(_signum, _frame):
+    """SIGUSR1 from the pool: kill the running job's whole process group now."""
+    pid = CURRENT[0]
+    if pid > 0:
+        for target in (-pid, pid):
             try:
-                data = os.read(which_fd, 65536)
-            except BlockingIOError:
-                return True
-            if not data:
-                return False
-            c = cur_caps()
-            (c[0] if stream == "out" else c[1]).add(data)
-            if len(data) < 65536:
-                return True
+                os.kill(target, signal.SIGKILL)
+            except OSError:
+                pass
 
-    for f in (r_out, r_err):
-        os.set_blocking(f, False)
 
-    def process_records():
-        nonlocal test_started
-        for kind, idx, payload in reader.records():
-            if kind == b"S":
-                # Output written before the start record belongs to the previous phase.
-                for f, s in ((r_out, "out"), (r_err, "err")):
-                    if f in open_fds:
-                        drain(f, s)
-                ev["current"] = idx
-                test_started = time.monotonic()
-                try:
-                    os.write(w_ack, b"k")
-                except OSError:
-                    pass
-            elif kind == b"R":
-                for f, s in ((r_out, "out"), (r_err, "err")):
-                    if f in open_fds:
-                        drain(f, s)
-                ev["results"][idx] = decode_outcome(payload)
-                ev["durations"][idx] = time.monotonic() - (test_started or time.monotonic())
-                ev["current"] = None
-                test_started = None
-            elif kind == b"L":
-                ev["loaded"] = True
-            elif kind == b"l":
-                for f, s in ((r_out, "out"), (r_err, "err")):
-                    if f in open_fds:
-                        drain(f, s)
-                ev["load_error"] = decode_outcome(payload)
-            elif kind == b"D":
-                ev["done"] = True
-            elif kind == b"P":
-                ev["emitted"] = payload
-            elif kind == b"I":
-                ev["info"] = payload.decode("utf-8", "replace")
-            elif kind == b"X":
-                ev["infra"] = payload.decode("utf-8", "replace")
-            else:
-                reader.tampered = True
-
-    killed = False
-    while open_fds:
-        now = time.monotonic()
-        deadline = job_deadline
-        if test_started is not None and job["kind"] == "tests":
-            deadline = min(deadline, test_started + test_timeout)
-        if not killed and now >= deadline:
-            kill_job(pid)
-            killed = True
-            ev["killed_for"] = "job" if deadline == job_deadline else "test"
-            deadline = now + 5.0
-        wait_ms = max(0, int((deadline - now) * 1000)) + 1 if not killed else 200
-        for f, mask in poller.poll(wait_ms):
-            which = open_fds.get(f)
-            if which is None:
-                continue
-            if which == "res":
-                try:
-                    data = os.read(f, 65536)
-                except OSError:
-                    data = b""
-                if data:
-                    reader.feed(data)
-                    process_records()
-                    if reader.tampered:
-                        ev["tampered"] = True
-                        if not killed:
-                            kill_job(pid)
-                            killed = True
-                            ev["killed_for"] = "tamper"
-                else:
-                    poller.unregister(f)
-                    del open_fds[f]
-            else:
-                if not drain(f, which):
-                    poller.unregister(f)
-                    del open_fds[f]
-        if killed and time.monotonic() > deadline + 10:
-            break
-        if ev["done"] and r_res not in open_fds:
-            # The child may keep pipes open through leftover threads: it exits right after "D".
-            break
-    for f in list(open_fds):
-        poller.unregister(f)
-    for f in (r_res, r_out, r_err):
-        try:
-            os.close(f)
-        except OSError:
-            pass
-    if not killed and not ev["done"]:
-        # Child closed the result pipe without finishing: wait briefly, then make sure.
+def kill_leftovers():
+    """Kills every process left in this worker's PID namespace (e.g. a grandchild that escaped
+    the job's process group): as PID 1, kill(-1) reaches all of them and never this process.
+    No uid switch is needed, so the worker keeps its parent-death signal."""
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except OSError:
         pass
-    kill_job(pid)
-    ev["status"] = ZYGOTE.wait(pid)
-    sweep(CFG.uid)
-    ev["killed"] = killed
-    if test_started is not None and ev["current"] is not None:
-        ev["durations"][ev["current"]] = time.monotonic() - test_started
-    ev["caps"] = {k: (v[0].text(), v[1].text(), v[0].truncated or v[1].truncated)
-                  for k, v in caps.items()}
-    return ev
 
 
-def died_outcome(ev):
-    """Outcome of the test that was running when the child ended without reporting it."""
-    status = ev["status"]
-    if ev.get("tampered"):
-        return {"status": "error", "exc_type": "ResultChannelTampered",
-                "message": "the program wrote on the harness's result channel", "line": None}
-    if ev["killed"] and ev["killed_for"] in ("test", "job"):
-        return {"status": "timeout"}
-    if status >= 128:
-        sig = status - 128
-        if sig == signal.SIGXCPU:
-            return {"status": "timeout"}
-        return {"status": "crashed", "signal": sig}
-    code = status
-    return {"status": "error", "exc_type": "ProcessExit",
-            "message": "the process exited with status %d before reporting" % code,
-            "line": None}
+def sweep():
+    """Reaps orphans of the job that were reparented to this worker (PID 1)."""
+    while True:
+        try:
+            p, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if p == 0:
+            break
 
 
-def run_tests_job(job, job_dir):
-    tests = job["tests"]
-    n = len(tests)
-    results = [None] * n
-    durations = [0.0] * n
-    outs = [("", "", False)] * n
-    load_error = None
-    load_out = ("", "", False)
-    start = 0
-    restarts = 0
-    while start < n or (n == 0 and restarts == 0):
-        restarts += 1
-        if time.monotonic() >= job["_deadline"]:
-            break
-        ev = run_child(job, job_dir, start)
-        if ev["infra"] is not None:
-            return {"infra_error": ev["infra"]}
-        if "load" in ev["caps"] and start == 0:
-            load_out = ev["caps"]["load"]
-        for i, r in ev["results"].items():
-            results[i] = r
-            durations[i] = ev["durations"].get(i, 0.0)
-        for k, v in ev["caps"].items():
-            if k != "load":
-                outs[k] = v
-        if ev["load_error"] is not None:
-            load_error = ev["load_error"]
-            break
-        if not ev["loaded"]:
-            load_error = died_outcome(ev)
-            break
-        if ev["done"] and not ev.get("tampered"):
-            break
-        # The child died mid-way: the running test gets the cause, the rest run in a new child.
-        cur = ev["current"]
-        if cur is None:
-            # Died between tests (e.g. a leftover thread called os._exit).
-            cur = start
-            while cur < n and results[cur] is not None:
-                cur += 1
-            if cur >= n:
-                break
-        results[cur] = died_outcome(ev)
-        durations[cur] = ev["durations"].get(cur, 0.0)
-        if ev.get("tampered"):
-            break
-        start = cur + 1
-        if n == 0:
-            break
-    for i in range(n):
-        if results[i] is None:
-            results[i] = {"status": "not_run"}
-    return {"tests": [{"outcome": results[i], "duration": durations[i], "stdout": outs[i][0],
-                       "stderr": outs[i][1], "output_truncated": outs[i][2]} for i in range(n)],
-            "load_error": load_error, "load_stdout": load_out[0], "load_stderr": load_out[1]}
+def drain_acks():
+    """Drops acknowledgements a killed job never read."""
+    try:
+        n = struct.unpack("i", fcntl.ioctl(ACK_R, FIONREAD, b"\0\0\0\0"))[0]
+        if n > 0:
+            os.read(ACK_R, n)
+    except OSError:
+        pass
 
 
-def run_driver_job(job, job_dir):
-    ev = run_child(job, job_dir, 0)
-    if ev["infra"] is not None:
-        return {"infra_error": ev["infra"]}, b""
-    r = ev["results"].get(0)
-    if r is None:
-        r = died_outcome(ev)
-        if not ev["loaded"] and r["status"] == "error" and ev["current"] is None:
-            r = died_outcome(ev)
-    out = ev["caps"].get(0, ("", "", False))
-    load = ev["caps"].get("load", ("", "", False))
-    emitted = ev["emitted"]
-    res = {"outcome": r, "stdout": load[0] + out[0], "stderr": load[1] + out[1],
-           "output_truncated": out[2] or load[2], "emitted": emitted is not None}
-    return res, (emitted or b"")
+JOB_COUNTER = [0]
 
 
 def make_job_dir(base):
     JOB_COUNTER[0] += 1
     d = os.path.join(base, "j%d" % JOB_COUNTER[0])
     if os.path.lexists(d):
-        shutil.rmtree(d, ignore_errors=True)
+        remove_tree(d)
     os.mkdir(d, 0o700)
     os.chown(d, CFG.uid, CFG.gid)
     return d
 
 
 def remove_tree(d):
-    # The job's uid could have made directories unreadable to... root ignores modes; just rm.
+    try:
+        os.rmdir(d)  # the usual case: the job left nothing behind
+        return
+    except OSError:
+        pass
+    import shutil
     shutil.rmtree(d, ignore_errors=True)
     if os.path.lexists(d):
-        for root, dirs, files in os.walk(d):
+        # The job's uid may have made directories unsearchable: open them up and retry.
+        for root, dirs, _files in os.walk(d):
             for x in dirs:
                 try:
                     os.chmod(os.path.join(root, x), 0o700)
                 except OSError:
                     pass
         shutil.rmtree(d, ignore_errors=True)
+
+
+def run_job(job, blob, base):
+    """Forks one child for the job, waits for it and cleans up; returns the answer."""
+    kind = job["kind"]
+    if kind == "tests":
+        compiled = compile_tests(job)
+    elif kind == "driver":
+        compiled = compile_driver(job["driver"])
+    else:
+        compiled = None
+    d = make_job_dir(base)
+    try:
+        drain_acks()
+        pid = os.fork()
+        if pid == 0:
+            child_main(job, blob, d, compiled)
+            os._exit(71)
+        CURRENT[0] = pid
+        while True:
+            try:
+                _, st = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        CURRENT[0] = 0
+        code = 128 + os.WTERMSIG(st) if os.WIFSIGNALED(st) else min(os.WEXITSTATUS(st), 127)
+        if IS_PID1:
+            kill_leftovers()
+            sweep()
+    finally:
+        CURRENT[0] = 0
+        remove_tree(d)
+    return {"status": code}
 
 
 def main():
@@ -1200,63 +842,37 @@ def main():
     CFG.strict_layers = not bool(init.get("allow_weak", False))
     sys.dont_write_bytecode = True
     base = init["dir"]
-    # Layers set up by the pool between fork and exec (namespaces, tmpfs, landlock, seccomp).
-    layers = list(init.get("layers", []))
-    # Probe: run the full per-job setup once and report which layers took.
-    probe = {"kind": "probe", "limits": {"memory": 1 << 30, "job_timeout": 10, "test_timeout": 10,
-                                         "output_bytes": 4096}, "_deadline": time.monotonic() + 10}
-    gc.collect()
-    if hasattr(gc, "freeze"):
-        gc.freeze()
-    ZYGOTE.spawn()
-    d = make_job_dir(base)
-    saved = CFG.strict_layers
-    CFG.strict_layers = False
+    # Settings every job shares, made once here and inherited by each fork.
+    os.environ.clear()
+    os.environ.update({"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"})
     try:
-        ev = run_child(probe, d, 0)
-    finally:
-        CFG.strict_layers = saved
-        remove_tree(d)
-    for line in (ev.get("info") or "").splitlines():
-        name, ok, detail = line.split("\t", 2)
-        layers.append({"name": name, "active": ok == "1", "detail": detail})
-    if ev.get("info") is None:
-        layers.append({"name": "probe", "active": False,
-                       "detail": ev.get("infra") or "probe child produced no report"})
-    layers.append({"name": "audit_hook", "active": hasattr(sys, "addaudithook"),
-                   "detail": "blocks frame/gc introspection, ctypes, process creation, /proc"})
+        os.setgroups([])
+    except OSError:
+        pass
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGUSR1, on_kill_request)
+    # Warm the strict rewrite once so its code paths are shared by every job.
+    compile_test("assert 1 == 1", True, TAG, "<warm-up>")
     gc.collect()
     if hasattr(gc, "freeze"):
         gc.freeze()
-    write_frame({"layers": layers, "python": sys.version.split()[0], "pid": os.getpid()})
+    write_frame({"python": sys.version.split()[0], "pid": os.getpid()})
+    served = 0
     while True:
         job, blob = read_frame()
         if job is None:
-            # Let the zygote finish (so its and its jobs' resource usage is accounted).
-            if ZYGOTE.sock is not None:
-                ZYGOTE.sock.close()
-                ZYGOTE.sock = None
-            if ZYGOTE.pid > 0:
-                try:
-                    os.waitpid(ZYGOTE.pid, 0)
-                except OSError:
-                    pass
             return
-        t0 = time.monotonic()
-        job["_deadline"] = t0 + float(job["limits"]["job_timeout"])
-        job["_blob"] = blob
-        d = make_job_dir(base)
         try:
-            if job["kind"] == "driver":
-                res, out_blob = run_driver_job(job, d)
-            else:
-                res, out_blob = run_tests_job(job, d), b""
+            answer = run_job(job, blob, base)
         except Exception as e:
-            res, out_blob = {"infra_error": "%s: %s" % (type(e).__name__, e)}, b""
-        finally:
-            remove_tree(d)
-        res["duration"] = time.monotonic() - t0
-        write_frame(res, out_blob)
+            answer = {"infra": "%s: %s" % (type(e).__name__, e)}
+        write_frame(answer)
+        served += 1
+        if served % 256 == 0 and hasattr(gc, "freeze"):
+            # Objects the cache keeps: move them out of the collector's way (a child's
+            # collections would otherwise walk, and copy, their pages).
+            gc.collect()
+            gc.freeze()
 
 
 main()

@@ -23,16 +23,19 @@
 //! The pool starts `workers` CPython processes (`-I -S -B`, the trusted harness
 //! `src/harness.py` shipped in the binary). Each worker is PID 1 of its own PID namespace and
 //! has its own network, IPC, UTS and mount namespaces (job directories live on a tmpfs private
-//! to it). A worker forks a small *zygote* once; per job the zygote forks one child, which
-//! becomes a session leader, switches to the worker's unprivileged uid, sets the parent-death
-//! signal, `no_new_privs`, landlock (write only below its own directory; no reads of `/proc`,
-//! `/sys`, `/dev`), rlimits and the seccomp filters of [`seccomp_programs`], compiles the
-//! tests, installs an audit hook, and runs program, setup and tests. It reports on a dedicated
-//! pipe with records authenticated by a 16-byte per-job secret; stdout and stderr go to bounded
-//! captures. The worker monitors per-test and per-job wall time, kills the job's process group
-//! on a timeout (the remaining tests then run in a fresh child), kills every process still
-//! running under the job's uid afterwards, and removes the job directory. A missing "done"
-//! record (e.g. `os._exit` during a test) gives the running test an error and reruns the rest.
+//! to it), with `no_new_privs`, landlock (write only below its own directory; no reads of
+//! `/proc`, `/sys`, `/dev`) and the seccomp filters of [`seccomp_programs`] set up in Rust
+//! between fork and exec. A worker is a fork server: per job it compiles the tests (cached, as
+//! the same tests come back for every sample of a task), makes the job directory and forks one
+//! child, which becomes a session leader, switches to the worker's unprivileged uid, sets
+//! rlimits, installs an audit hook, and runs program, setup and tests. The child reports on a
+//! dedicated pipe with records authenticated by a 16-byte per-job secret; stdout and stderr go
+//! to their own pipes. The pool (this crate, in the calling thread) reads all three directly:
+//! it attributes output to the running test, enforces per-test and per-job wall time (the
+//! worker kills the job's process group on request; the remaining tests then run in a fresh
+//! child) and builds the result. After each job the worker kills every process left in its
+//! namespace and removes the job directory. A missing "done" record (e.g. `os._exit` during a
+//! test) gives the running test an error and reruns the rest.
 //!
 //! # Strict comparison ([`Comparison::Strict`], the default)
 //!
@@ -63,6 +66,7 @@ mod pool;
 mod python;
 mod report;
 mod seccomp;
+mod worker;
 
 pub use pool::{Pool, PoolConfig};
 pub use python::find_python;

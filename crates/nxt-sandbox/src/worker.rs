@@ -1,0 +1,960 @@
+//! One warm worker: a CPython fork server (PID 1 of its own namespaces) running the harness,
+//! and the channels the pool reads a job's records, stdout and stderr from.
+//!
+//! The pool itself monitors each job: it polls the result, stdout, stderr and answer pipes,
+//! attributes output to the test that was running, enforces the per-test and per-job wall
+//! clock (asking the worker to kill the job with `SIGUSR1`), and turns the records into
+//! outcomes. The Python side only forks, waits and cleans up.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::report::IsolationLayer;
+use crate::{SandboxError, TestOutcome};
+
+/// The trusted Python harness every worker runs.
+const HARNESS: &str = include_str!("harness.py");
+
+/// Bytes of the per-attempt secret that authenticates result records.
+const NONCE_LEN: usize = 16;
+
+/// How long a worker may take to kill a job after being asked before it counts as hung.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// How often a kill request is repeated until the worker answers.
+const KILL_REPEAT: Duration = Duration::from_millis(100);
+
+/// What a worker needs to start.
+pub(crate) struct Spawn<'a> {
+    pub python: &'a Path,
+    pub dir: PathBuf,
+    pub tmpfs_mb: u64,
+    pub seccomp: &'a [Vec<u8>],
+    pub uid: u32,
+    pub allow_weak: bool,
+}
+
+/// A running worker and the pool's ends of its channels.
+pub(crate) struct Worker {
+    /// Position in the pool (its uid is `uid_base + index`).
+    pub index: usize,
+    /// Its directory (mount point of its private tmpfs).
+    pub dir: PathBuf,
+    /// The spawned process (with a PID namespace: a small waiter whose child is the worker).
+    child: Child,
+    /// Pid of the fork server itself, as this process sees it (target of kill requests).
+    server_pid: libc::pid_t,
+    input: ChildStdin,
+    answers: ChildStdout,
+    results: File,
+    stdout: File,
+    stderr: File,
+    acks: File,
+}
+
+/// Per-attempt instructions for [`Worker::attempt`].
+pub(crate) struct AttemptSpec<'a> {
+    /// JSON header of the job (without the nonce, which is added here).
+    pub header: Value,
+    /// Raw payload (driver jobs).
+    pub blob: &'a [u8],
+    /// Number of tests (phases besides "load").
+    pub tests: usize,
+    /// Per-test wall-clock limit, if tests are timed individually.
+    pub test_timeout: Option<Duration>,
+    /// Wall-clock deadline of the whole job.
+    pub job_deadline: Instant,
+    /// Bytes of stdout and of stderr kept per phase.
+    pub output_bytes: usize,
+}
+
+/// Why the pool had a job killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KillReason {
+    Test,
+    Job,
+    Tamper,
+}
+
+/// Bounded capture of one stream in one phase.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Capture {
+    data: Vec<u8>,
+    cap: usize,
+    /// True when bytes beyond the cap were dropped.
+    pub truncated: bool,
+}
+
+impl Capture {
+    fn new(cap: usize) -> Capture {
+        Capture {
+            data: Vec::new(),
+            cap,
+            truncated: false,
+        }
+    }
+
+    fn add(&mut self, bytes: &[u8]) {
+        let room = self.cap.saturating_sub(self.data.len());
+        let take = room.min(bytes.len());
+        self.data.extend_from_slice(&bytes[..take]);
+        if take < bytes.len() {
+            self.truncated = true;
+        }
+    }
+
+    /// The captured text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.data).into_owned()
+    }
+}
+
+/// What one attempt (one child process) did.
+#[derive(Debug)]
+pub(crate) struct Events {
+    /// The program (and setup) loaded.
+    pub loaded: bool,
+    /// Loading the program failed with this.
+    pub load_error: Option<TestOutcome>,
+    /// Outcome and wall time of each test that reported one.
+    pub results: Vec<Option<(TestOutcome, Duration)>>,
+    /// Test started but not finished when the child ended.
+    pub current: Option<usize>,
+    /// When `current` started.
+    current_started: Option<Instant>,
+    /// The child finished all its work.
+    pub done: bool,
+    /// Bytes a driver emitted.
+    pub emitted: Option<Vec<u8>>,
+    /// Isolation report of a probe.
+    pub info: Option<String>,
+    /// The child could not set up its isolation.
+    pub infra: Option<String>,
+    /// Something else wrote on the result channel.
+    pub tampered: bool,
+    /// Whether and why the pool had the job killed.
+    pub killed_for: Option<KillReason>,
+    /// Exit code (< 128) or 128 + signal of the child.
+    pub status: i32,
+    /// stdout and stderr per phase: index 0 is loading, `i + 1` is test `i`.
+    pub captures: Vec<(Capture, Capture)>,
+    phase: usize,
+}
+
+impl Events {
+    fn new(tests: usize, cap: usize) -> Events {
+        Events {
+            loaded: false,
+            load_error: None,
+            results: vec![None; tests],
+            current: None,
+            current_started: None,
+            done: false,
+            emitted: None,
+            info: None,
+            infra: None,
+            tampered: false,
+            killed_for: None,
+            status: 0,
+            captures: vec![(Capture::new(cap), Capture::new(cap)); tests + 1],
+            phase: 0,
+        }
+    }
+
+    /// How long the unfinished test had been running.
+    pub fn current_duration(&self) -> Duration {
+        self.current_started
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
+    }
+
+    /// The outcome of the test that was running when the child ended without reporting it.
+    pub fn died_outcome(&self) -> TestOutcome {
+        if self.tampered {
+            return TestOutcome::Error {
+                exc_type: "ResultChannelTampered".into(),
+                message: "the program wrote on the harness's result channel".into(),
+                line: None,
+            };
+        }
+        if matches!(self.killed_for, Some(KillReason::Test | KillReason::Job)) {
+            return TestOutcome::Timeout;
+        }
+        if self.status >= 128 {
+            let signal = self.status - 128;
+            if signal == libc::SIGXCPU {
+                return TestOutcome::Timeout;
+            }
+            return TestOutcome::Crashed { signal };
+        }
+        TestOutcome::Error {
+            exc_type: "ProcessExit".into(),
+            message: format!(
+                "the process exited with status {} before reporting",
+                self.status
+            ),
+            line: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Answer {
+    #[serde(default)]
+    status: Option<i32>,
+    #[serde(default)]
+    infra: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Hello {
+    python: String,
+}
+
+impl Worker {
+    /// Starts a worker: namespaces, tmpfs, landlock and seccomp are set up between fork and
+    /// exec (see `confine.rs`); returns it with the layers that setup reported.
+    pub(crate) fn spawn(s: &Spawn<'_>) -> Result<(Worker, Vec<Value>, String), SandboxError> {
+        if s.dir.exists() {
+            let _ = std::fs::remove_dir_all(&s.dir);
+        }
+        std::fs::create_dir_all(&s.dir)?;
+        set_mode(&s.dir, 0o711)?;
+        let (status_r, status_w) = pipe()?;
+        let (results_r, results_w) = pipe()?;
+        let (stdout_r, stdout_w) = pipe()?;
+        let (stderr_r, stderr_w) = pipe()?;
+        let (acks_r, acks_w) = pipe()?;
+        let handed: [RawFd; 4] = [
+            results_w.as_raw_fd(),
+            stdout_w.as_raw_fd(),
+            stderr_w.as_raw_fd(),
+            acks_r.as_raw_fd(),
+        ];
+        let mut cmd = Command::new(s.python);
+        cmd.args(["-I", "-S", "-B", "-c", HARNESS])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("NXT_SANDBOX_DEBUG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("LANG", "C.UTF-8");
+        let plan = crate::confine::Plan::new(&s.dir, s.tmpfs_mb, s.seccomp, status_w.as_raw_fd())?;
+        // SAFETY: Plan::apply and place_fds only make async-signal-safe calls and allocate
+        // nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                plan.apply()?;
+                place_fds(&handed)
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            SandboxError::Python(format!("cannot start {}: {e}", s.python.display()))
+        })?;
+        drop(cmd);
+        drop((status_w, results_w, stdout_w, stderr_w, acks_r));
+        let mut status = Vec::new();
+        let _ = (&File::from(status_r)).read_to_end(&mut status);
+        let layers: Vec<Value> = crate::confine::LAYERS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let (active, detail) = match status.get(i).copied() {
+                    Some(0) => (true, layer_detail(name).to_string()),
+                    Some(e) => (
+                        false,
+                        format!("{}", std::io::Error::from_raw_os_error(i32::from(e))),
+                    ),
+                    None => (false, "the worker did not report its setup".to_string()),
+                };
+                json!({"name": name, "active": active, "detail": detail})
+            })
+            .collect();
+        let pid_namespace = status.get(4).copied() == Some(0);
+        let (input, answers) = match (child.stdin.take(), child.stdout.take()) {
+            (Some(i), Some(o)) => (i, o),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(SandboxError::Worker("worker pipes missing".into()));
+            }
+        };
+        let server_pid = match server_pid(&child, pid_namespace) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
+        for f in [&results_r, &stdout_r, &stderr_r, &acks_w] {
+            set_nonblocking(f.as_raw_fd())?;
+        }
+        let mut w = Worker {
+            index: 0,
+            dir: s.dir.clone(),
+            child,
+            server_pid,
+            input,
+            answers,
+            results: File::from(results_r),
+            stdout: File::from(stdout_r),
+            stderr: File::from(stderr_r),
+            acks: File::from(acks_w),
+        };
+        let init = json!({
+            "uid": s.uid,
+            "gid": s.uid,
+            "allow_weak": s.allow_weak,
+            "dir": w.dir.to_string_lossy(),
+        });
+        let init = serde_json::to_vec(&init)
+            .map_err(|e| SandboxError::Worker(format!("encoding init: {e}")))?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let hello = write_frame(&mut w.input, &init, &[])
+            .and_then(|_| read_frame(&mut w.answers, deadline))
+            .and_then(|(h, _)| {
+                serde_json::from_slice::<Hello>(&h)
+                    .map_err(|e| SandboxError::Worker(format!("worker init reply unreadable: {e}")))
+            });
+        match hello {
+            Ok(h) => Ok((w, layers, h.python)),
+            Err(e) => {
+                let _ = w.child.kill();
+                let status = w.child.wait();
+                let _ = std::fs::remove_dir_all(&w.dir);
+                Err(SandboxError::Worker(format!(
+                    "worker failed to start ({}): {e} (set NXT_SANDBOX_DEBUG=1 to see its stderr)",
+                    status.map(|s| s.to_string()).unwrap_or_default()
+                )))
+            }
+        }
+    }
+
+    /// Runs the isolation probe: one child that sets up every per-job layer and reports.
+    pub(crate) fn probe(&mut self, python: &str) -> Result<Vec<IsolationLayer>, SandboxError> {
+        let spec = AttemptSpec {
+            header: json!({
+                "kind": "probe",
+                "limits": {"memory": 1u64 << 30, "job_timeout": 10, "test_timeout": 10,
+                           "output_bytes": 4096},
+            }),
+            blob: &[],
+            tests: 0,
+            test_timeout: None,
+            job_deadline: Instant::now() + Duration::from_secs(10),
+            output_bytes: 4096,
+        };
+        let ev = self.attempt(&spec)?;
+        let mut layers = Vec::new();
+        match (&ev.info, &ev.infra) {
+            (Some(info), _) => {
+                for line in info.lines() {
+                    let mut parts = line.splitn(3, '\t');
+                    let (Some(name), Some(ok), Some(detail)) =
+                        (parts.next(), parts.next(), parts.next())
+                    else {
+                        continue;
+                    };
+                    layers.push(IsolationLayer {
+                        name: name.to_string(),
+                        active: ok == "1",
+                        detail: detail.to_string(),
+                    });
+                }
+            }
+            (None, infra) => layers.push(IsolationLayer {
+                name: "probe".into(),
+                active: false,
+                detail: infra
+                    .clone()
+                    .unwrap_or_else(|| format!("probe child of python {python} gave no report")),
+            }),
+        }
+        Ok(layers)
+    }
+
+    /// Runs one child for a job and monitors it until the worker reports it gone.
+    /// `Err` means the worker itself failed (died, hung, spoke nonsense): kill it.
+    pub(crate) fn attempt(&mut self, spec: &AttemptSpec<'_>) -> Result<Events, SandboxError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce)?;
+        let mut header = spec.header.clone();
+        header["nonce"] = Value::String(nonce.iter().map(|b| format!("{b:02x}")).collect());
+        let header = serde_json::to_vec(&header)
+            .map_err(|e| SandboxError::Worker(format!("encoding job: {e}")))?;
+        write_frame(&mut self.input, &header, spec.blob)?;
+
+        let mut ev = Events::new(spec.tests, spec.output_bytes);
+        let mut reader = RecordReader::new(nonce);
+        let mut kill: Option<(Instant, Instant)> = None;
+        let hard_deadline = spec.job_deadline + KILL_GRACE + Duration::from_secs(10);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let now = Instant::now();
+            let mut wake = hard_deadline;
+            match kill {
+                None => {
+                    let mut deadline = spec.job_deadline;
+                    let mut reason = KillReason::Job;
+                    if let (Some(t0), Some(limit)) = (ev.current_started, spec.test_timeout) {
+                        if t0 + limit < deadline {
+                            deadline = t0 + limit;
+                            reason = KillReason::Test;
+                        }
+                    }
+                    if reader.tampered {
+                        ev.tampered = true;
+                        deadline = now;
+                        reason = KillReason::Tamper;
+                    }
+                    if now >= deadline {
+                        self.request_kill();
+                        kill = Some((now, now));
+                        ev.killed_for = Some(reason);
+                        wake = now + KILL_REPEAT;
+                    } else {
+                        wake = wake.min(deadline);
+                    }
+                }
+                Some((first, last)) => {
+                    if now >= first + KILL_GRACE {
+                        return Err(SandboxError::Worker(
+                            "worker did not stop a job in time (killed and replaced)".into(),
+                        ));
+                    }
+                    if now >= last + KILL_REPEAT {
+                        self.request_kill();
+                        kill = Some((first, now));
+                    }
+                    wake = now + KILL_REPEAT;
+                }
+            }
+            if now >= hard_deadline {
+                return Err(SandboxError::Worker(
+                    "worker did not answer in time (killed and replaced)".into(),
+                ));
+            }
+            let ms = wake
+                .saturating_duration_since(now)
+                .as_millis()
+                .clamp(1, i32::MAX as u128) as i32;
+            let mut fds = [
+                pollfd(self.results.as_raw_fd()),
+                pollfd(self.stdout.as_raw_fd()),
+                pollfd(self.stderr.as_raw_fd()),
+                pollfd(self.answers.as_raw_fd()),
+            ];
+            // SAFETY: four valid pollfds.
+            let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+            if r < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e.into());
+            }
+            if r == 0 {
+                continue;
+            }
+            // Records first: a test's start decides where the output read next belongs.
+            if fds[0].revents != 0 {
+                self.read_records(&mut reader, &mut ev, &mut buf)?;
+            }
+            if fds[1].revents != 0 {
+                drain(&mut self.stdout, &mut buf, |b| {
+                    ev.captures[ev.phase].0.add(b)
+                })?;
+            }
+            if fds[2].revents != 0 {
+                drain(&mut self.stderr, &mut buf, |b| {
+                    ev.captures[ev.phase].1.add(b)
+                })?;
+            }
+            if fds[3].revents != 0 {
+                let deadline = Instant::now() + KILL_GRACE;
+                let (h, _) = read_frame(&mut self.answers, deadline)?;
+                let answer: Answer = serde_json::from_slice(&h)
+                    .map_err(|e| SandboxError::Worker(format!("worker answer unreadable: {e}")))?;
+                if let Some(infra) = answer.infra {
+                    return Err(SandboxError::Worker(infra));
+                }
+                ev.status = answer.status.unwrap_or(72);
+                // Every process of the job is gone: what they wrote is all in the pipes.
+                self.read_records(&mut reader, &mut ev, &mut buf)?;
+                drain(&mut self.stdout, &mut buf, |b| {
+                    ev.captures[ev.phase].0.add(b)
+                })?;
+                drain(&mut self.stderr, &mut buf, |b| {
+                    ev.captures[ev.phase].1.add(b)
+                })?;
+                if reader.tampered {
+                    ev.tampered = true;
+                    ev.killed_for.get_or_insert(KillReason::Tamper);
+                }
+                return Ok(ev);
+            }
+        }
+    }
+
+    fn read_records(
+        &mut self,
+        reader: &mut RecordReader,
+        ev: &mut Events,
+        buf: &mut [u8],
+    ) -> Result<(), SandboxError> {
+        let mut records = Vec::new();
+        drain(&mut self.results, buf, |b| reader.feed(b, &mut records))?;
+        for rec in records {
+            self.handle_record(rec, ev, buf)?;
+        }
+        Ok(())
+    }
+
+    fn handle_record(
+        &mut self,
+        rec: Record,
+        ev: &mut Events,
+        buf: &mut [u8],
+    ) -> Result<(), SandboxError> {
+        let idx = rec.idx as usize;
+        match rec.kind {
+            b'S' => {
+                if rec.payload.as_slice() == b"w" {
+                    // The child waits: take what it printed before, then let it go on.
+                    drain(&mut self.stdout, buf, |b| ev.captures[ev.phase].0.add(b))?;
+                    drain(&mut self.stderr, buf, |b| ev.captures[ev.phase].1.add(b))?;
+                    let _ = (&self.acks).write(b"k");
+                }
+                if idx < ev.results.len() {
+                    ev.phase = idx + 1;
+                }
+                ev.current = Some(idx);
+                ev.current_started = Some(Instant::now());
+            }
+            b'R' => {
+                let took = ev.current_duration();
+                if let Some(slot) = ev.results.get_mut(idx) {
+                    *slot = Some((decode_outcome(&rec.payload), took));
+                }
+                ev.current = None;
+                ev.current_started = None;
+            }
+            b'L' => ev.loaded = true,
+            b'l' => ev.load_error = Some(decode_outcome(&rec.payload)),
+            b'D' => ev.done = true,
+            b'P' => ev.emitted = Some(rec.payload),
+            b'I' => ev.info = Some(String::from_utf8_lossy(&rec.payload).into_owned()),
+            b'X' => ev.infra = Some(String::from_utf8_lossy(&rec.payload).into_owned()),
+            _ => ev.tampered = true,
+        }
+        Ok(())
+    }
+
+    fn request_kill(&self) {
+        // SAFETY: plain kill(2); the worker's handler kills the job's process group.
+        unsafe { libc::kill(self.server_pid, libc::SIGUSR1) };
+    }
+
+    /// Pid of the spawned process (diagnostics).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Closes the worker's input (it exits after its current job) and waits up to `deadline`
+    /// before killing it; removes its directory.
+    pub(crate) fn shut_down(self, deadline: Instant) {
+        let Worker {
+            mut child,
+            dir,
+            input,
+            ..
+        } = self;
+        drop(input);
+        while Instant::now() < deadline {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+        kill_tree(&mut child);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Kills the worker at once (its jobs die with its PID namespace).
+    pub(crate) fn kill(mut self) {
+        kill_tree(&mut self.child);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn kill_tree(child: &mut Child) {
+    // The spawned process waits for the real worker (PID 1 of its namespace): kill the worker
+    // first (which takes its whole PID namespace down), then the spawned process.
+    let pid = child.id();
+    if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        for c in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok())
+        {
+            // SAFETY: plain kill(2).
+            unsafe { libc::kill(c, libc::SIGKILL) };
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The fork server's pid: with a PID namespace it is the only child of the spawned waiter.
+fn server_pid(child: &Child, pid_namespace: bool) -> Result<libc::pid_t, SandboxError> {
+    let pid = child.id();
+    if !pid_namespace {
+        return libc::pid_t::try_from(pid)
+            .map_err(|_| SandboxError::Worker(format!("pid {pid} out of range")));
+    }
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .ok_or_else(|| SandboxError::Worker(format!("cannot find the worker's pid in {path}")))
+}
+
+/// Moves the four descriptors handed to the worker to 3, 4, 5, 6 (without close-on-exec).
+///
+/// # Safety
+/// Runs between fork and exec: async-signal-safe calls only.
+unsafe fn place_fds(handed: &[RawFd; 4]) -> std::io::Result<()> {
+    let mut high = [0 as RawFd; 4];
+    for (i, fd) in handed.iter().enumerate() {
+        high[i] = libc::fcntl(*fd, libc::F_DUPFD, 100);
+        if high[i] < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    for (i, fd) in high.iter().enumerate() {
+        if libc::dup2(*fd, 3 + i as RawFd) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        libc::close(*fd);
+    }
+    Ok(())
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 fills two fds.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: both descriptors are fresh and ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn set_nonblocking(fd: RawFd) -> Result<(), SandboxError> {
+    // SAFETY: fcntl on a descriptor we own.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(())
+}
+
+pub(crate) fn set_mode(p: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+}
+
+fn fill_random(buf: &mut [u8]) -> Result<(), SandboxError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        // SAFETY: getrandom writes at most the given length into the buffer.
+        let n =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e.into());
+        }
+        filled += n as usize;
+    }
+    Ok(())
+}
+
+fn pollfd(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+/// Reads a non-blocking descriptor until it has nothing more, handing each chunk to `sink`.
+fn drain(f: &mut File, buf: &mut [u8], mut sink: impl FnMut(&[u8])) -> Result<(), SandboxError> {
+    loop {
+        match f.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => sink(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// One authenticated record from a job process.
+struct Record {
+    kind: u8,
+    idx: u32,
+    payload: Vec<u8>,
+}
+
+/// Splits the result channel into records; anything without the attempt's secret marks the
+/// channel as tampered with (and is dropped, with everything after it).
+struct RecordReader {
+    nonce: [u8; NONCE_LEN],
+    buf: Vec<u8>,
+    tampered: bool,
+}
+
+impl RecordReader {
+    fn new(nonce: [u8; NONCE_LEN]) -> RecordReader {
+        RecordReader {
+            nonce,
+            buf: Vec::new(),
+            tampered: false,
+        }
+    }
+
+    fn feed(&mut self, data: &[u8], out: &mut Vec<Record>) {
+        if self.tampered {
+            return;
+        }
+        self.buf.extend_from_slice(data);
+        const HEAD: usize = NONCE_LEN + 1 + 8;
+        let mut pos = 0;
+        while self.buf.len() - pos >= HEAD {
+            let b = &self.buf[pos..];
+            if b[..NONCE_LEN] != self.nonce {
+                self.tampered = true;
+                self.buf.clear();
+                return;
+            }
+            let kind = b[NONCE_LEN];
+            let idx = u32::from_be_bytes([b[17], b[18], b[19], b[20]]);
+            let n = u32::from_be_bytes([b[21], b[22], b[23], b[24]]) as usize;
+            if b.len() < HEAD + n {
+                break;
+            }
+            out.push(Record {
+                kind,
+                idx,
+                payload: b[HEAD..HEAD + n].to_vec(),
+            });
+            pos += HEAD + n;
+        }
+        self.buf.drain(..pos);
+    }
+}
+
+/// Decodes an outcome payload: `passed`, `memory`, `failed\0msg`, `error\0type\0msg\0line`.
+fn decode_outcome(p: &[u8]) -> TestOutcome {
+    let parts: Vec<&[u8]> = p.split(|b| *b == 0).collect();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    match parts.first().copied() {
+        Some(b"passed") => TestOutcome::Passed,
+        Some(b"memory") => TestOutcome::MemoryExceeded,
+        Some(b"failed") => TestOutcome::Failed {
+            message: parts.get(1).map(|m| text(m)).unwrap_or_default(),
+        },
+        Some(b"error") if parts.len() >= 4 => {
+            let exc_type = text(parts[1]);
+            if exc_type == "MemoryError" {
+                return TestOutcome::MemoryExceeded;
+            }
+            // The message may itself contain NUL bytes: it is everything between type and line.
+            let message = text(&p[7 + parts[1].len()..p.len() - parts[parts.len() - 1].len() - 1]);
+            let line = std::str::from_utf8(parts[parts.len() - 1])
+                .ok()
+                .and_then(|l| l.parse::<i64>().ok())
+                .filter(|l| *l >= 0)
+                .and_then(|l| u32::try_from(l).ok());
+            TestOutcome::Error {
+                exc_type,
+                message,
+                line,
+            }
+        }
+        _ => TestOutcome::Error {
+            exc_type: "HarnessProtocolError".into(),
+            message: "unreadable outcome record".into(),
+            line: None,
+        },
+    }
+}
+
+fn layer_detail(name: &str) -> &'static str {
+    match name {
+        "net_namespace" => "own network namespace: no interfaces but a down loopback",
+        "ipc_namespace" => "own IPC namespace",
+        "uts_namespace" => "own UTS namespace",
+        "mnt_namespace" => "own mount namespace",
+        "pid_namespace" => "the worker is PID 1 of its own PID namespace",
+        "private_tmpfs" => "job directories live on a tmpfs private to the worker",
+        "landlock" => "writes only below the job directory; no reads of /proc, /sys, /dev",
+        "seccomp" => "no sockets but AF_UNIX, no connect/bind, ptrace, mount, namespaces, bpf, ...",
+        _ => "",
+    }
+}
+
+fn write_frame(out: &mut ChildStdin, header: &[u8], blob: &[u8]) -> Result<(), SandboxError> {
+    let hl =
+        u32::try_from(header.len()).map_err(|_| SandboxError::Worker("job too large".into()))?;
+    let bl =
+        u32::try_from(blob.len()).map_err(|_| SandboxError::Worker("payload too large".into()))?;
+    let mut msg = Vec::with_capacity(8 + header.len() + blob.len());
+    msg.extend_from_slice(&hl.to_be_bytes());
+    msg.extend_from_slice(header);
+    msg.extend_from_slice(&bl.to_be_bytes());
+    msg.extend_from_slice(blob);
+    out.write_all(&msg)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn read_frame(
+    inp: &mut ChildStdout,
+    deadline: Instant,
+) -> Result<(Vec<u8>, Vec<u8>), SandboxError> {
+    let header = read_part(inp, deadline)?;
+    let blob = read_part(inp, deadline)?;
+    Ok((header, blob))
+}
+
+fn read_part(inp: &mut ChildStdout, deadline: Instant) -> Result<Vec<u8>, SandboxError> {
+    let mut len = [0u8; 4];
+    read_exact_deadline(inp, &mut len, deadline)?;
+    let n = u32::from_be_bytes(len) as usize;
+    let mut buf = vec![0u8; n];
+    read_exact_deadline(inp, &mut buf, deadline)?;
+    Ok(buf)
+}
+
+fn read_exact_deadline(
+    inp: &mut ChildStdout,
+    mut buf: &mut [u8],
+    deadline: Instant,
+) -> Result<(), SandboxError> {
+    let fd = inp.as_raw_fd();
+    while !buf.is_empty() {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(SandboxError::Worker(
+                "worker did not answer in time (killed and replaced)".into(),
+            ));
+        }
+        let ms = (deadline - now).as_millis().min(i32::MAX as u128) as i32;
+        let mut pfd = pollfd(fd);
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, ms.max(1)) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e.into());
+        }
+        if r == 0 {
+            continue;
+        }
+        let n = inp.read(buf)?;
+        if n == 0 {
+            return Err(SandboxError::Worker("worker exited unexpectedly".into()));
+        }
+        buf = &mut buf[n..];
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_decode() {
+        assert_eq!(decode_outcome(b"passed"), TestOutcome::Passed);
+        assert_eq!(decode_outcome(b"memory"), TestOutcome::MemoryExceeded);
+        assert_eq!(
+            decode_outcome(b"failed\0boom"),
+            TestOutcome::Failed {
+                message: "boom".into()
+            }
+        );
+        assert_eq!(
+            decode_outcome(b"error\0ValueError\0bad\0value\x003"),
+            TestOutcome::Error {
+                exc_type: "ValueError".into(),
+                message: "bad\0value".into(),
+                line: Some(3)
+            }
+        );
+        assert_eq!(
+            decode_outcome(b"error\0KeyError\0k\0-1"),
+            TestOutcome::Error {
+                exc_type: "KeyError".into(),
+                message: "k".into(),
+                line: None
+            }
+        );
+        assert!(matches!(
+            decode_outcome(b"nonsense"),
+            TestOutcome::Error { ref exc_type, .. } if exc_type == "HarnessProtocolError"
+        ));
+    }
+
+    #[test]
+    fn records_need_the_secret() {
+        let nonce = [7u8; NONCE_LEN];
+        let mut r = RecordReader::new(nonce);
+        let mut out = Vec::new();
+        let mut msg = nonce.to_vec();
+        msg.push(b'R');
+        msg.extend_from_slice(&3u32.to_be_bytes());
+        msg.extend_from_slice(&6u32.to_be_bytes());
+        msg.extend_from_slice(b"passed");
+        // Split across two reads.
+        r.feed(&msg[..10], &mut out);
+        assert!(out.is_empty());
+        r.feed(&msg[10..], &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].kind, out[0].idx), (b'R', 3));
+        assert_eq!(out[0].payload, b"passed");
+        let mut forged = vec![0u8; NONCE_LEN];
+        forged.extend_from_slice(&msg[NONCE_LEN..]);
+        r.feed(&forged, &mut out);
+        assert!(r.tampered);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn capture_is_bounded() {
+        let mut c = Capture::new(4);
+        c.add(b"ab");
+        c.add(b"cdef");
+        assert_eq!(c.text(), "abcd");
+        assert!(c.truncated);
+    }
+}
