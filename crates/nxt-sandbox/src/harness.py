@@ -19,6 +19,8 @@
 import builtins as _builtins_module
 # A private copy of the builtins: a program that rewrites `builtins` cannot reach the harness.
 __builtins__ = dict(vars(_builtins_module))
+# Pristine builtins: each job's code gets its own copy of these (never the harness's own dict).
+PRISTINE_BUILTINS = dict(__builtins__)
 import os
 import sys
 import json
@@ -433,6 +435,8 @@ def child_run(job, blob, nonce, compiled):
     _range = range
     _len = len
     _read = os.read
+    _memoryview = memoryview
+    _bytes = bytes
     stdout = sys.stdout
     stderr = sys.stderr
     fd = 3
@@ -440,7 +444,7 @@ def child_run(job, blob, nonce, compiled):
 
     def rec(kind, idx, payload=b""):
         msg = nonce + kind + _pack(">II", idx, _len(payload)) + payload
-        view = memoryview(msg)
+        view = _memoryview(msg)
         while view:
             n = _write(fd, view)
             view = view[n:]
@@ -480,6 +484,10 @@ def child_run(job, blob, nonce, compiled):
         return s
 
     trusted_mode = TRUSTED_MODE
+    audit_hook = AUDIT_HOOK
+    # Nothing of the harness may stay reachable through a function's __globals__.
+    _harness_globals = globals()
+    del _harness_globals["TRUSTED_MODE"], _harness_globals["AUDIT_HOOK"]
 
     def outcome_of(e):
         if _isinstance(e, _MemoryError):
@@ -515,15 +523,15 @@ def child_run(job, blob, nonce, compiled):
         def nxt_emit(data):
             if emitted[0]:
                 raise RuntimeError("nxt_emit may be called once")
-            if not _isinstance(data, (bytes, bytearray, memoryview)):
+            if not _isinstance(data, (_bytes, bytearray, _memoryview)):
                 raise TypeError("nxt_emit takes bytes")
-            data = bytes(data)
-            if len(data) > max_emit:
-                raise ValueError("nxt_emit: %d bytes exceed the limit of %d" % (len(data), max_emit))
+            data = _bytes(data)
+            if _len(data) > max_emit:
+                raise ValueError("nxt_emit: %d bytes exceed the limit of %d" % (_len(data), max_emit))
             emitted[0] = True
             rec(b"P", 0, data)
 
-        g = {"__name__": "__main__", "__builtins__": __builtins__,
+        g = {"__name__": "__main__", "__builtins__": dict(PRISTINE_BUILTINS),
              "nxt_payload": nxt_payload, "nxt_emit": nxt_emit}
         rec(b"L", 0)
         rec(b"S", 0)
@@ -563,12 +571,10 @@ def child_run(job, blob, nonce, compiled):
 
     # Tracing hooks would hand harness frames to the program (CPython 3.8 has no audit event
     # for them; 3.9+ is also blocked by the audit hook).
-    def _no_tracing(*_a, **_k):
-        raise RuntimeError("nxt-sandbox: tracing is disabled")
-    sys.settrace = _no_tracing
-    sys.setprofile = _no_tracing
-    sys.addaudithook(AUDIT_HOOK)
-    g = {"__name__": "__nxt_program__", "__builtins__": __builtins__}
+    sys.settrace = NO_TRACING
+    sys.setprofile = NO_TRACING
+    sys.addaudithook(audit_hook)
+    g = {"__name__": "__nxt_program__", "__builtins__": dict(PRISTINE_BUILTINS)}
     try:
         if setup_code is not None and not setup_after:
             _exec(setup_code, g)
@@ -715,6 +721,8 @@ def compile_driver(src):
 
 
 def child_main(job, blob, job_dir, compiled):
+    # The worker's own handler must not be reachable (signal.getsignal) from the job.
+    signal.signal(signal.SIGUSR1, signal.SIG_DFL)
     try:
         nonce = bytes.fromhex(job["nonce"])
     except BaseException:
@@ -742,7 +750,16 @@ def child_main(job, blob, job_dir, compiled):
     os._exit(71)
 
 
+# Stands in for sys.settrace/sys.setprofile in jobs (tracing hooks would hand harness frames to
+# the program; CPython 3.8 has no audit event for them). Defined in a namespace of its own so its
+# __globals__ lead nowhere.
+_NO_TRACING_NS = {"__builtins__": {}, "_error": RuntimeError}
+exec("def no_tracing(*_a, **_k):\n    raise _error('nxt-sandbox: tracing is disabled')\n",
+     _NO_TRACING_NS)
+NO_TRACING = _NO_TRACING_NS.pop("no_tracing")
+
 # Set while the child's own trusted code inspects a traceback (the hook then lets it through).
+# The child takes both out of this module's globals before any job code runs.
 TRUSTED_MODE = [False]
 AUDIT_HOOK = make_audit_hook(TRUSTED_MODE, (STRICT_EQ, STRICT_TRUTH, STRICT_CMP, STRICT_TRUSTED,
                                             STRICT_FAMILY))
