@@ -36,6 +36,10 @@ class _Budget(BaseException):
 _FAST = frozenset([int, float, str, bool, type(None)])
 _BIG = 10 ** 18  # ints below this print fast and short
 _INTS = frozenset([int, bool])
+_HUGE = 10 ** 4000  # ints this big print as head...tail
+# CPython's limit on int -> str conversions (3.11+, and security releases of 3.8-3.10): while
+# it is in effect, repr() of a huge int fails fast instead of taking quadratic time
+_MAX_STR_DIGITS = getattr(sys, "get_int_max_str_digits", None)
 _bit_length = int.bit_length
 
 
@@ -55,7 +59,7 @@ class Repr(object):
         self.max_items = max(1, max_items)
         self.max_depth = max(1, max_depth)
         self.truncated = False
-        self.big = 10 ** 4000
+        self.big = _HUGE
 
     def cut(self, r):
         if len(r) <= self.max_len:
@@ -81,14 +85,47 @@ class Repr(object):
         types of the items (a superset for dict keys and values)."""
         if not kinds:  # no items: the same ValueError as max() of nothing below
             return max(items)
+        return self.short_strs(items, kinds) and self.small_ints(items, kinds)
+
+    def short_strs(self, items, kinds):
+        """No str longer than max_len among `items` (not empty, of `kinds`)."""
         if str in kinds:
             if max(map(len if len(kinds) == 1 else _strlen, items)) > self.max_len:
                 return False
+        return True
+
+    @staticmethod
+    def small_ints(items, kinds):
+        """No int of more than 10,000 bits among `items` (not empty, of `kinds`)."""
         if int in kinds:
             if kinds <= _INTS:
                 return max(map(_bit_length, items)) <= 10000
             return max(map(_intbits, items)) <= 10000
         return True
+
+    def scalars(self, v, kinds, values):
+        """repr(v) (not cut) if the items of `v` (and `values`, a dict's values) are short
+        scalars: `self.small` of both, with `kinds` (not empty, within _FAST) their types.
+        None if not. repr() itself is the int check when CPython's limit on int to str
+        conversions is in effect: it raises fast on an int above the limit, and a repr of
+        at most 3,010 chars has no int of more than 10,000 bits."""
+        if str in kinds and not (
+            self.short_strs(v, kinds) and (values is None or self.short_strs(values, kinds))
+        ):
+            return None
+        if int not in kinds:
+            return repr(v)
+        r = None
+        if _MAX_STR_DIGITS is not None and 0 < _MAX_STR_DIGITS() <= 4300:
+            try:
+                r = repr(v)
+            except ValueError:
+                r = None
+            if r is not None and len(r) <= 3010:
+                return r
+        if not (self.small_ints(v, kinds) and (values is None or self.small_ints(values, kinds))):
+            return None
+        return repr(v) if r is None else r
 
     def bigint(self, v):
         self.truncated = True
@@ -129,10 +166,10 @@ class Repr(object):
                     kinds.update(map(type, v.values()))
                 else:
                     kinds = set(map(type, v))
-                if kinds <= _FAST and self.small(v, kinds) and (
-                    t is not dict or self.small(v.values(), kinds)
-                ):
-                    return self.cut(repr(v))
+                if kinds <= _FAST:
+                    r = self.scalars(v, kinds, v.values() if t is dict else None)
+                    if r is not None:
+                        return self.cut(r)
             elif t is list or t is tuple:
                 # long sequence: the same head / `...` / tail form as below, at C speed
                 keep_tail = max(1, self.max_items // 4)
@@ -140,10 +177,29 @@ class Repr(object):
                 tl = list(v[-keep_tail:])
                 hk = set(map(type, hl))
                 tk = set(map(type, tl))
-                if hk <= _FAST and tk <= _FAST and self.small(hl, hk) and self.small(tl, tk):
-                    self.truncated = True
-                    body = repr(hl)[1:-1] + ", ..., " + repr(tl)[1:-1]
-                    return self.cut(("[%s]" if t is list else "(%s)") % body)
+                if hk <= _FAST and tk <= _FAST:
+                    if not hk:
+                        self.small(hl, hk)  # raises, as an empty head always did
+                    if self.short_strs(hl, hk) and self.short_strs(tl, tk):
+                        # as in `scalars`: both checked before either repr that may raise
+                        rh = rt = None
+                        if _MAX_STR_DIGITS is not None and 0 < _MAX_STR_DIGITS() <= 4300:
+                            try:
+                                rh = repr(hl)
+                                rt = repr(tl)
+                            except ValueError:
+                                rh = rt = None
+                        if rh is not None and len(rh) <= 3010 and len(rt) <= 3010:
+                            ok = True
+                        else:
+                            ok = self.small_ints(hl, hk) and self.small_ints(tl, tk)
+                        if ok:
+                            if rh is None or rt is None:
+                                rh = repr(hl)
+                                rt = repr(tl)
+                            self.truncated = True
+                            body = rh[1:-1] + ", ..., " + rt[1:-1]
+                            return self.cut(("[%s]" if t is list else "(%s)") % body)
             i = id(v)
             if i in path:
                 self.truncated = True
@@ -535,8 +591,19 @@ class Tracer(object):
         self.on_budget = None  # callable(reason) that emits and exits
         self.errors = []  # internal tracer failures (should stay empty)
         self.lost = 0  # events lost to the recursion limit
-        self.alarm = False  # True when SIGALRM enforces the run budget
+        self._alarm = False
+        self.hot = False  # alarm and recording: the trace function may take its hot path
         self.lt = self.local_trace = self._local_trace()
+
+    @property
+    def alarm(self):
+        """True when SIGALRM enforces the run budget."""
+        return self._alarm
+
+    @alarm.setter
+    def alarm(self, on):
+        self._alarm = on
+        self.hot = bool(on and self.recording)
 
     # -- helpers ---------------------------------------------------------------------------
     def info_for(self, code):
@@ -575,6 +642,7 @@ class Tracer(object):
             self.truncated = {"reason": reason, "at_step": self.step,
                               "line": line if line is not None else self.last_line}
         self.recording = False
+        self.hot = False
         if self.alarm:
             # The run budget is enforced by SIGALRM: stop tracing altogether so the rest of
             # the run goes at full speed (frames drop their local trace functions too).
@@ -749,7 +817,6 @@ class Tracer(object):
         states_get = self.states.get
         slow = self.slow_trace
         complete = self.complete
-        append = self.events.append
         extend = self.events.extend
         rep = self.rep
         short = rep.max_len // 10  # a str this short never needs cutting (repr <= 10x + 2)
@@ -760,81 +827,78 @@ class Tracer(object):
         imm = _immutable
 
         def lt(frame, event, arg):
-            if event == "line" and tracer.alarm and tracer.recording:
+            if event == "line" and tracer.hot:
                 st = states_get(frame)
                 if st is not None:
                     ln = frame.f_lineno
                     anchor = st.anchors.get(ln, ln)
                     lasti = frame.f_lasti
                     a = st.anchor
-                    if a is not None:
-                        if st.exc is not None:
+                    if a is None:
+                        pass
+                    elif st.exc is not None:
+                        try:
+                            complete(frame, st, ln)
+                        except RecursionError:
+                            tracer.lost += 1
+                        except BaseException as e:  # never let a tracer failure through
+                            tracer.internal_error(e)
+                    elif anchor == a and (lasti > st.lasti or anchor in st.merge):
+                        st.lasti = lasti
+                        return lt  # same statement, still running
+                    else:
+                        plan = st.plan.get(a)
+                        if plan is not None:  # None: assigns nothing, calls nothing
                             try:
-                                complete(frame, st, ln)
+                                assigned, lo, hi, mut, line, skip = plan
+                                if lo is not None and not (lo <= ln <= hi):
+                                    assigned = ()  # the loop was exhausted
+                                if assigned or mut:
+                                    loc = frame.f_locals
+                                    snap = st.snap
+                                    out = [line, "line", 0]
+                                    for k in assigned:
+                                        if k in loc:
+                                            v = loc[k]
+                                            old = snap.get(k)
+                                            if old is not None and old[0] is v and old[2] \
+                                                    and old[1] is not None:
+                                                r = old[1]
+                                            else:
+                                                tv = type(v)
+                                                if (tv is int and -big < v < big) \
+                                                        or tv is float or tv is bool or v is None \
+                                                        or (tv is str and len(v) < short):
+                                                    r = repr(v)
+                                                    snap[k] = (v, r, True)
+                                                else:
+                                                    r = rep(v)
+                                                    snap[k] = (v, r, imm(v))
+                                            out.append(k)
+                                            out.append(r)
+                                        elif not st.info.module:
+                                            g = frame.f_globals
+                                            if k in g:  # a `global` name assigned here
+                                                out.append(k)
+                                                out.append(rep(g[k]))
+                                    if mut:
+                                        tracer.changed(loc, snap, assigned, skip, out)
+                                    n = len(out)
+                                    if n > 3 and tracer.recording:
+                                        step = tracer.step
+                                        if step >= max_events or (
+                                            not step & 63 and perf() > deadline
+                                        ):
+                                            tracer.emit(line, "line", out[3:])  # truncation
+                                        else:
+                                            out[2] = (n - 3) >> 1
+                                            extend(out)
+                                            tracer.step = step + 1
+                                            tracer.last_line = line
                             except RecursionError:
                                 tracer.lost += 1
                             except BaseException as e:  # never let a tracer failure through
                                 tracer.internal_error(e)
-                        elif anchor == a and (lasti > st.lasti or anchor in st.merge):
-                            st.lasti = lasti
-                            return lt  # same statement, still running
-                        else:
-                            plan = st.plan.get(a)
-                            if plan is not None:  # None: assigns nothing, calls nothing
-                                try:
-                                    assigned, lo, hi, mut, line, skip = plan
-                                    if lo is not None and not (lo <= ln <= hi):
-                                        assigned = ()  # the loop was exhausted
-                                    if assigned or mut:
-                                        loc = frame.f_locals
-                                        snap = st.snap
-                                        out = []
-                                        for k in assigned:
-                                            if k in loc:
-                                                v = loc[k]
-                                                old = snap.get(k)
-                                                if old is not None and old[0] is v and old[2] \
-                                                        and old[1] is not None:
-                                                    r = old[1]
-                                                else:
-                                                    tv = type(v)
-                                                    if (tv is int and -big < v < big) \
-                                                            or tv is float or tv is bool \
-                                                            or v is None:
-                                                        r = repr(v)
-                                                        snap[k] = (v, r, True)
-                                                    elif tv is str and len(v) < short:
-                                                        r = repr(v)
-                                                        snap[k] = (v, r, True)
-                                                    else:
-                                                        r = rep(v)
-                                                        snap[k] = (v, r, imm(v))
-                                                out.append(k)
-                                                out.append(r)
-                                            elif not st.info.module:
-                                                g = frame.f_globals
-                                                if k in g:  # a `global` name assigned here
-                                                    out.append(k)
-                                                    out.append(rep(g[k]))
-                                        if mut:
-                                            tracer.changed(loc, snap, assigned, skip, out)
-                                        if out and tracer.recording:
-                                            step = tracer.step
-                                            if step >= max_events or (
-                                                not step & 63 and perf() > deadline
-                                            ):
-                                                tracer.emit(line, "line", out)  # truncation
-                                            else:
-                                                append(line)
-                                                append("line")
-                                                append(len(out) >> 1)
-                                                extend(out)
-                                                tracer.step = step + 1
-                                                tracer.last_line = line
-                                except RecursionError:
-                                    tracer.lost += 1
-                                except BaseException as e:  # never let a tracer failure through
-                                    tracer.internal_error(e)
                     st.anchor = anchor
                     st.lasti = lasti
                     return lt
