@@ -95,12 +95,23 @@ fn main() {
     let _ = out.flush();
     // CPU of this process and of every waited-for descendant: workers and job processes.
     let cpu = cpu_seconds(libc::RUSAGE_SELF) + cpu_seconds(libc::RUSAGE_CHILDREN);
+    let faults = page_faults(libc::RUSAGE_SELF) + page_faults(libc::RUSAGE_CHILDREN);
     println!(
         "{}",
         serde_json::json!({"model": "nxt (Pool::run_many)", "jobs": jobs.len(), "seconds": took,
                            "per_second": jobs.len() as f64 / took, "passed": passed,
-                           "cpu_ms_per_job": cpu * 1e3 / jobs.len() as f64})
+                           "cpu_ms_per_job": cpu * 1e3 / jobs.len() as f64,
+                           "page_faults_per_job": faults as f64 / jobs.len() as f64,
+                           "pool_cpu_ms_per_job":
+                               cpu_seconds(libc::RUSAGE_SELF) * 1e3 / jobs.len() as f64})
     );
+}
+
+fn page_faults(who: libc::c_int) -> i64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(who, &mut ru) };
+    ru.ru_minflt + ru.ru_majflt
 }
 
 fn cpu_seconds(who: libc::c_int) -> f64 {

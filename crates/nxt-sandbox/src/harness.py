@@ -10,17 +10,18 @@
 # installs an audit hook against in-process tampering, runs the program and the tests, and
 # reports records authenticated by a per-job secret on fd 3. The pool (Rust) reads those
 # records, the job's stdout and stderr and the answers directly, enforces the wall-clock limits
-# (it asks this process to kill the job with SIGUSR1) and builds the result.
+# (it kills the job process when a limit is hit) and builds the result. Program and tests are
+# compiled here, before the fork (work done here is cheaper than in the child, whose every
+# touched page is a copy-on-write fault).
 #
 # Descriptors the pool hands over: 0 job frames in, 1 answers out, 3 result records (write
 # end), 4 job stdout (write end), 5 job stderr (write end), 6 acknowledgements (read end).
 # Frames: u32 big-endian length + JSON header, u32 length + raw blob.
 # Must run on CPython 3.8+.
 import builtins as _builtins_module
-# A private copy of the builtins: a program that rewrites `builtins` cannot reach the harness.
+# A private copy of the builtins for the harness's own functions: job code gets the real
+# `builtins` module (as any script does), so whatever it rewrites there never reaches the harness.
 __builtins__ = dict(vars(_builtins_module))
-# Pristine builtins: each job's code gets its own copy of these (never the harness's own dict).
-PRISTINE_BUILTINS = dict(__builtins__)
 import os
 import sys
 import json
@@ -123,9 +124,7 @@ def sandbox_child(job_dir, limits, probe):
     os.dup2(OUT_W, 1)
     os.dup2(ERR_W, 2)
     os.dup2(ACK_R, 4)
-    os.chdir(job_dir)
-    os.environ["HOME"] = job_dir
-    os.environ["TMPDIR"] = job_dir
+    os.chdir(job_dir)  # HOME and TMPDIR point here already (set by the worker)
 
     def rlimits():
         mem = int(limits["memory"])
@@ -417,9 +416,9 @@ def compile_test(src, strict, tag, filename):
 # Child side: runs the job and writes authenticated records on fd 3.
 
 def child_run(job, blob, nonce, compiled):
-    """Entered in the forked child after isolation. Never returns. `compiled` holds the
-    pre-compiled tests (test jobs) or the driver's code object (driver jobs), or the exception
-    compiling them raised."""
+    """Entered in the forked child after isolation. Never returns. `compiled` holds, for test
+    jobs, (the tests' code objects, the program's from `compile_program`), for driver jobs the
+    driver's code object; an exception in place of a code object is what compiling it raised."""
     _write = os.write
     _exit = os._exit
     _pack = struct.pack
@@ -442,8 +441,16 @@ def child_run(job, blob, nonce, compiled):
     fd = 3
     zero4 = b"\0\0\0\0"
 
-    def rec(kind, idx, payload=b""):
-        msg = nonce + kind + _pack(">II", idx, _len(payload)) + payload
+    held = [b""]
+
+    def rec(kind, idx, payload=b"", hold=False):
+        # Records the pool need not see at once (a result, "loaded") are held and sent with the
+        # next one: one write, and one wake-up of the pool, per test instead of two.
+        msg = held[0] + nonce + kind + _pack(">II", idx, _len(payload)) + payload
+        if hold:
+            held[0] = msg
+            return
+        held[0] = b""
         view = _memoryview(msg)
         while view:
             n = _write(fd, view)
@@ -531,37 +538,47 @@ def child_run(job, blob, nonce, compiled):
             emitted[0] = True
             rec(b"P", 0, data)
 
-        g = {"__name__": "__main__", "__builtins__": dict(PRISTINE_BUILTINS),
+        g = {"__name__": "__main__", "__builtins__": _builtins_module,
              "nxt_payload": nxt_payload, "nxt_emit": nxt_emit}
-        rec(b"L", 0)
+        rec(b"L", 0, hold=True)
         rec(b"S", 0)
         try:
             if _isinstance(compiled, _BaseException):
                 raise compiled
             _exec(compiled, g)
             flush()
-            rec(b"R", 0, b"passed")
+            rec(b"R", 0, b"passed", hold=True)
         except _BaseException as e:
             flush()
             if _isinstance(e, SystemExit) and (e.code is None or e.code == 0):
-                rec(b"R", 0, b"passed")
+                rec(b"R", 0, b"passed", hold=True)
             else:
-                rec(b"R", 0, outcome_of(e))
+                rec(b"R", 0, outcome_of(e), hold=True)
         flush()
         rec(b"D", 0)
         _exit(0)
 
-    # Test job: the tests are compiled already; compile the program before any of it runs.
-    program = job["program"]
-    setup = job.get("setup")
+    # Test job: the tests (and usually the program) are compiled already; else compile the
+    # program before any of it runs.
+    compiled, program_compiled = compiled
     setup_after = job.get("setup_after", True)
     n_tests = _len(compiled)
     first = int(job.get("start", 0))
     try:
-        prog_code = compile(program, "<program>", "exec")
-        setup_code = compile(setup, "<setup>", "exec") if setup else None
+        if program_compiled is None:
+            setup = job.get("setup")
+            prog_code = compile(job["program"], "<program>", "exec")
+            setup_code = compile(setup, "<setup>", "exec") if setup else None
+        else:
+            prog_code, setup_code, compile_warnings = program_compiled
+            if compile_warnings:
+                _write(2, compile_warnings.encode("utf-8", "replace"))
+            if _isinstance(prog_code, _BaseException):
+                raise prog_code
+            if _isinstance(setup_code, _BaseException):
+                raise setup_code
     except _BaseException as e:
-        rec(b"l", 0, outcome_of(e))
+        rec(b"l", 0, outcome_of(e), hold=True)
         flush()
         rec(b"D", 0)
         _exit(0)
@@ -574,7 +591,7 @@ def child_run(job, blob, nonce, compiled):
     sys.settrace = NO_TRACING
     sys.setprofile = NO_TRACING
     sys.addaudithook(audit_hook)
-    g = {"__name__": "__nxt_program__", "__builtins__": dict(PRISTINE_BUILTINS)}
+    g = {"__name__": "__nxt_program__", "__builtins__": _builtins_module}
     try:
         if setup_code is not None and not setup_after:
             _exec(setup_code, g)
@@ -583,25 +600,25 @@ def child_run(job, blob, nonce, compiled):
             _exec(setup_code, g)
     except _BaseException as e:
         flush()
-        rec(b"l", 0, outcome_of(e))
+        rec(b"l", 0, outcome_of(e), hold=True)
         flush()
         rec(b"D", 0)
         _exit(0)
     flush()
-    rec(b"L", 0)
+    rec(b"L", 0, hold=True)
     for i in _range(first, n_tests):
         c = compiled[i]
         start(i)
         if _isinstance(c, _BaseException):
-            rec(b"R", i, outcome_of(c))
+            rec(b"R", i, outcome_of(c), hold=True)
             continue
         try:
             _exec(c, g)
             flush()
-            rec(b"R", i, b"passed")
+            rec(b"R", i, b"passed", hold=True)
         except _BaseException as e:
             flush()
-            rec(b"R", i, outcome_of(e))
+            rec(b"R", i, outcome_of(e), hold=True)
     flush()
     rec(b"D", 0)
     _exit(0)
@@ -716,13 +733,38 @@ def compile_tests(job):
     return out
 
 
+# Programs up to this size are compiled in the worker before the fork; bigger ones in the child,
+# under the job's limits.
+SERVER_COMPILE_MAX = 64 << 10
+
+
+def compile_program(job):
+    """(program code, setup code or None, warnings text), or None to compile in the child.
+    A compile error is returned in place of the code object."""
+    program = job["program"]
+    setup = job.get("setup")
+    if len(program) + len(setup or "") > SERVER_COMPILE_MAX:
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            prog = compile(program, "<program>", "exec")
+        except BaseException as e:
+            prog = e
+        try:
+            setup_code = compile(setup, "<setup>", "exec") if setup else None
+        except BaseException as e:
+            setup_code = e
+    text = "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno)
+                   for w in caught)
+    return prog, setup_code, text
+
+
 def compile_driver(src):
     return cached(("d", 0, src, False), lambda: compile(src, "<driver>", "exec"))
 
 
 def child_main(job, blob, job_dir, compiled):
-    # The worker's own handler must not be reachable (signal.getsignal) from the job.
-    signal.signal(signal.SIGUSR1, signal.SIG_DFL)
     try:
         nonce = bytes.fromhex(job["nonce"])
     except BaseException:
@@ -768,20 +810,8 @@ AUDIT_HOOK = make_audit_hook(TRUSTED_MODE, (STRICT_EQ, STRICT_TRUTH, STRICT_CMP,
 # JSON frame describing a failure of the worker itself.
 ANSWER = struct.Struct(">ci")
 
-# Pid of the job process running now (0 between jobs).
-CURRENT = [0]
-
-
-def on_kill_request(_signum, _frame):
-    """SIGUSR1 from the pool: kill the running job's whole process group now."""
-    pid = CURRENT[0]
-    if pid > 0:
-        for target in (-pid, pid):
-            try:
-                os.kill(target, signal.SIGKILL)
-            except OSError:
-                pass
-
+# gc.freeze where the interpreter has it (3.7+).
+FREEZE = getattr(gc, "freeze", None)
 
 def kill_leftovers():
     """Kills every process left in this worker's PID namespace (e.g. a grandchild that escaped
@@ -826,6 +856,8 @@ def make_job_dir(base):
     if d is None:
         JOB_DIR[1] += 1
         d = JOB_DIR[0] = "%s/j%d" % (base, JOB_DIR[1])
+        os.environ["HOME"] = d
+        os.environ["TMPDIR"] = d
     try:
         os.mkdir(d, 0o700)
     except FileExistsError:
@@ -862,7 +894,7 @@ def run_job(job, blob, base):
     """Forks one child for the job, waits for it and cleans up; returns the answer."""
     kind = job["kind"]
     if kind == "tests":
-        compiled = compile_tests(job)
+        compiled = (compile_tests(job), compile_program(job))
     elif kind == "driver":
         compiled = compile_driver(job["driver"])
     else:
@@ -870,23 +902,24 @@ def run_job(job, blob, base):
     d = make_job_dir(base)
     try:
         drain_acks()
+        if FREEZE is not None:
+            # Everything this process allocated so far leaves the collector's view, so the
+            # child's collections never walk (and copy) this process's pages.
+            FREEZE()
         pid = os.fork()
         if pid == 0:
             child_main(job, blob, d, compiled)
             os._exit(71)
-        CURRENT[0] = pid
         while True:
             try:
                 _, st = os.waitpid(pid, 0)
                 break
             except InterruptedError:
                 continue
-        CURRENT[0] = 0
         code = 128 + os.WTERMSIG(st) if os.WIFSIGNALED(st) else min(os.WEXITSTATUS(st), 127)
         if IS_PID1 and kill_leftovers():
             sweep()
     finally:
-        CURRENT[0] = 0
         remove_tree(d)
     return code
 
@@ -908,7 +941,6 @@ def main():
     except OSError:
         pass
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    signal.signal(signal.SIGUSR1, on_kill_request)
     # Warm the strict rewrite once so its code paths are shared by every job.
     compile_test("assert 1 == 1", True, TAG, "<warm-up>")
     gc.collect()
@@ -925,9 +957,10 @@ def main():
         except Exception as e:
             write_frame({"infra": "%s: %s" % (type(e).__name__, e)})
         served += 1
-        if served % 256 == 0 and hasattr(gc, "freeze"):
-            # Objects the cache keeps: move them out of the collector's way (a child's
-            # collections would otherwise walk, and copy, their pages).
+        if served % 256 == 0 and FREEZE is not None:
+            # Objects are frozen before each fork; collect this process's own cyclic garbage
+            # now and then.
+            gc.unfreeze()
             gc.collect()
             gc.freeze()
 

@@ -3,8 +3,8 @@
 //!
 //! The pool itself monitors each job: it polls the result, stdout, stderr and answer pipes,
 //! attributes output to the test that was running, enforces the per-test and per-job wall
-//! clock (asking the worker to kill the job with `SIGUSR1`), and turns the records into
-//! outcomes. The Python side only forks, waits and cleans up.
+//! clock (killing the job process, found as the worker's child, through a pidfd), and turns
+//! the records into outcomes. The Python side compiles, forks, waits and cleans up.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -50,7 +50,7 @@ pub(crate) struct Worker {
     pub dir: PathBuf,
     /// The spawned process (with a PID namespace: a small waiter whose child is the worker).
     child: Child,
-    /// Pid of the fork server itself, as this process sees it (target of kill requests).
+    /// Pid of the fork server itself, as this process sees it (its child is the running job).
     server_pid: libc::pid_t,
     input: ChildStdin,
     answers: ChildStdout,
@@ -577,9 +577,39 @@ impl Worker {
         Ok(())
     }
 
+    /// Kills the running job process (the worker's child). The worker then kills whatever
+    /// else is left in its namespace, and answers.
     fn request_kill(&self) {
-        // SAFETY: plain kill(2); the worker's handler kills the job's process group.
-        unsafe { libc::kill(self.server_pid, libc::SIGUSR1) };
+        let path = format!("/proc/{p}/task/{p}/children", p = self.server_pid);
+        let Ok(children) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        for pid in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<libc::pid_t>().ok())
+        {
+            // A pidfd names this very process even if it ends meanwhile; checking its parent
+            // after opening it rules out a pid reused by an unrelated process.
+            // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+            if fd < 0 {
+                continue;
+            }
+            // SAFETY: the descriptor was just opened and is owned here.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+            if parent_of(pid) == Some(self.server_pid) {
+                // SAFETY: pidfd_send_signal on a pidfd we own, no siginfo.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        fd.as_raw_fd(),
+                        libc::SIGKILL,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0,
+                    )
+                };
+            }
+        }
     }
 
     /// Pid of the spawned process (diagnostics).
@@ -629,6 +659,13 @@ fn kill_tree(child: &mut Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Parent pid of a process, from `/proc/<pid>/stat` (the field after the parenthesized name).
+fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The fork server's pid: with a PID namespace it is the only child of the spawned waiter.
