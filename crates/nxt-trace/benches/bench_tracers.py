@@ -4,7 +4,8 @@ Run with crates/nxt-trace/benches/bench_tracers.sh (it makes a /tmp venv with Py
 All three trace the same MBPP reference programs on their first test, in this process, with
 output discarded (no I/O). Cost per event = (CPU time traced - CPU time untraced) / line events,
 where line events are counted once with a bare sys.settrace counter restricted to the program's
-own frames. CPU time (time.process_time) is used because the machine is shared.
+own frames. CPU time (time.process_time) is used because the machine is shared; each figure
+is the median of BENCH_REPEAT (default 5) interleaved runs.
 """
 import io
 import json
@@ -21,7 +22,7 @@ import snoop  # noqa: E402
 
 DATA = os.environ.get("NXT_DATA_DIR", os.path.join(HERE, "..", "..", "..", "..", "shared", "data"))
 LIMIT = int(os.environ.get("BENCH_PROGRAMS", "300"))
-REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+REPEAT = int(os.environ.get("BENCH_REPEAT", "5"))
 
 
 def load():
@@ -180,11 +181,13 @@ def main():
             quick.append(it)
     items = quick
     events = sum(count_events(it) for it in items)
-    results = {}
-    for name, fn in [("untraced", run_plain), ("nxt", run_nxt), ("pysnooper", run_pysnooper),
-                     ("snoop", run_snoop)]:
-        runs = sorted(cpu(fn, items) for _ in range(REPEAT))
-        results[name] = runs[len(runs) // 2]
+    tracers = [("untraced", run_plain), ("nxt", run_nxt), ("pysnooper", run_pysnooper),
+               ("snoop", run_snoop)]
+    runs = {name: [] for name, _ in tracers}
+    for _ in range(REPEAT):  # interleaved, so a change of machine load hits every tracer alike
+        for name, fn in tracers:
+            runs[name].append(cpu(fn, items))
+    results = {name: sorted(r)[len(r) // 2] for name, r in runs.items()}
     base = results["untraced"]
     what = "loop-heavy programs" if which == "loops" else "MBPP programs (first test each)"
     print("python %s, %d %s, %d line events, median of %d runs"

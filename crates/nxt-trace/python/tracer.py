@@ -304,19 +304,15 @@ class Source(object):
         # statements that can change an existing object in place (they call something or store
         # into a subscript / attribute); only after these are mutable values compared by repr
         self.mutating = set()
-        self.quiet = set()  # anchors that neither assign, nor call, nor bind names
         # anchor -> (assigned, body first, body last, may mutate, render line, skip) for the
-        # anchors that are not quiet: everything the per-line hot path needs in one lookup
+        # anchors that assign, call or bind names (the others are quiet: nothing to report
+        # after them): everything the per-line hot path needs, in one lookup
         self.plan = {}
         try:
             tree = ast.parse(text)
         except (SyntaxError, ValueError):
             return
         self._walk_body(tree.body)
-        self.quiet = set(
-            a for a in self.header_end
-            if a not in self.assigned and a not in self.mutating and a not in self.skip
-        )
         ok = self._annotatable(text, tree)
         for anchor, end in self.header_end.items():
             line = end
@@ -1109,7 +1105,9 @@ def run(req, emit):
             "tracer_errors": tracer.errors,
             "lost_events": tracer.lost,
         })
-        data = json.dumps(result, ensure_ascii=False, check_circular=False)
+        # ASCII-only JSON: non-ASCII text as \u escapes (the same strings once decoded, and the
+        # encoder's fastest path); no circular check: the result holds no container twice
+        data = json.dumps(result, check_circular=False)
         emit(data.encode("utf-8", "backslashreplace"))
 
     def on_budget(_reason):

@@ -411,3 +411,74 @@ fn from_raw(raw: Raw, source: String, test_first_line: u32) -> Result<Trace, Tra
         lost_events: raw.lost_events,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(events: &str) -> Vec<u8> {
+        format!(
+            r#"{{"python": "3.11.2", "load_error": null, "events": {events}, "truncated": null,
+               "verdict": {{"status": "passed"}}, "stdout": "", "returns": [], "steps": 0,
+               "tracer_errors": [], "lost_events": 0}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn decodes_the_flat_event_list() {
+        let ev = r#"[1, "call", 1, "x", "3", 2, "line", 2, "y", "4", "z", "'\u00e9'",
+                     3, "return", "7", 5, "exception", "ValueError('x')", 4, "yield", "1",
+                     2, "line", 0]"#;
+        let t = decode(&answer(ev), String::new(), 3).unwrap();
+        let steps: Vec<(u64, u32)> = t.events.iter().map(|e| (e.step, e.line)).collect();
+        assert_eq!(steps, vec![(0, 1), (1, 2), (2, 3), (3, 5), (4, 4), (5, 2)]);
+        let var = |name: &str, value: &str| Var {
+            name: name.into(),
+            value: value.into(),
+        };
+        assert_eq!(
+            t.events[0].kind,
+            EventKind::Call {
+                vars: vec![var("x", "3")]
+            }
+        );
+        assert_eq!(
+            t.events[1].kind,
+            EventKind::Line {
+                vars: vec![var("y", "4"), var("z", "'é'")]
+            }
+        );
+        assert_eq!(t.events[2].kind, EventKind::Return { value: "7".into() });
+        assert_eq!(
+            t.events[3].kind,
+            EventKind::Exception {
+                exception: "ValueError('x')".into()
+            }
+        );
+        assert_eq!(t.events[4].kind, EventKind::Yield { value: "1".into() });
+        assert_eq!(t.events[5].kind, EventKind::Line { vars: vec![] });
+    }
+
+    #[test]
+    fn rejects_a_malformed_event_list() {
+        for (ev, what) in [
+            (
+                r#"[1, "line", 2, "y", "4"]"#,
+                "step 0: expected a string, got the end",
+            ),
+            (r#"[1, "line", "2"]"#, "step 0: expected a variable count"),
+            (
+                r#"[1, "return", "2", "x"]"#,
+                "step 1: expected a line number",
+            ),
+            (r#"[1, "jump", "2"]"#, "step 0: unknown event kind `jump`"),
+            (r#"[1, "return", 2]"#, "step 0: expected a string, got 2"),
+        ] {
+            let err = decode(&answer(ev), String::new(), 3)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(what), "{ev}: {err}");
+        }
+    }
+}
