@@ -401,15 +401,20 @@ def bind_placeholders(code, mapping):
 
 
 def compile_test(src, strict, tag, filename):
+    """Compiles one test; in strict mode its asserts call placeholder constants, which
+    `bind_placeholders` (with `strict_mapping`) replaces by the strict functions."""
     tree = ast.parse(src, filename, "exec")
     if not strict:
         return compile(tree, filename, "exec")
     StrictRewriter(tag).rewrite(tree.body)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        code = compile(tree, filename, "exec")
-    mapping = {"\x00nxt:%s:cmp" % tag: STRICT_CMP, "\x00nxt:%s:truth" % tag: STRICT_TRUTH}
-    return bind_placeholders(code, mapping)
+        return compile(tree, filename, "exec")
+
+
+def strict_mapping(tag):
+    """Placeholder constant -> strict function."""
+    return {"\x00nxt:%s:cmp" % tag: STRICT_CMP, "\x00nxt:%s:truth" % tag: STRICT_TRUTH}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -694,16 +699,23 @@ def make_audit_hook(trusted_mode, protected):
 
 
 # ---------------------------------------------------------------------------------------------
-# Worker side: the fork server.
+# The compiler: a process of its own that never forks (so none of its work pays copy-on-write
+# faults). It compiles a job's tests (strict rewrite, with placeholders the child binds) and its
+# program, and answers with them marshalled; the fork server never parses or compiles anything.
 
-# Compiled tests and drivers, shared by every job (code objects are immutable). Keyed by
-# (kind, index, source, strict); cleared when it grows past CACHE_MAX entries (kept small: a
-# bigger heap makes every fork dearer, and samples of one task usually come together).
+# Compiled tests and drivers, shared by every job (samples of one task share their tests).
+# Keyed by (kind, index, source, strict); cleared when it grows past CACHE_MAX entries.
 CACHE = {}
-CACHE_MAX = 512
-# Placeholder tag of the strict rewrite: a per-worker secret, so a test's own text cannot
-# collide with the placeholders.
-TAG = os.urandom(8).hex()
+CACHE_MAX = 20000
+
+
+def error_entry(e):
+    """A compile failure in marshallable form."""
+    try:
+        text = str(e)
+    except BaseException:
+        text = "<unprintable>"
+    return ("!", type(e).__name__, text)
 
 
 def cached(key, make):
@@ -713,64 +725,140 @@ def cached(key, make):
     try:
         value = make()
     except BaseException as e:  # a broken test is an error of that test
-        value = e
+        value = error_entry(e)
     if len(CACHE) >= CACHE_MAX:
         CACHE.clear()
     CACHE[key] = value
     return value
 
 
-def compile_tests(job):
-    strict = bool(job.get("strict", True))
-    start = int(job.get("start", 0))
-    out = []
-    for i, t in enumerate(job["tests"]):
-        if i < start:
-            out.append(None)
-        else:
-            out.append(cached(("t", i, t, strict),
-                              lambda: compile_test(t, strict, TAG, "<test %d>" % i)))
-    return out
-
-
-# Programs up to this size are compiled in the worker before the fork; bigger ones in the child,
-# under the job's limits.
-SERVER_COMPILE_MAX = 64 << 10
-
-
-def compile_program(job):
-    """(program code, setup code or None, warnings text), or None to compile in the child.
-    A compile error is returned in place of the code object."""
-    program = job["program"]
-    setup = job.get("setup")
-    if len(program) + len(setup or "") > SERVER_COMPILE_MAX:
-        return None
+def compile_request(req, tag):
+    """What the compiler answers to one request, before marshalling."""
+    if "driver" in req:
+        src = req["driver"]
+        return (cached(("d", 0, src, False), lambda: compile(src, "<driver>", "exec")),)
+    strict = bool(req.get("strict", True))
+    tests = []
+    for i, t in enumerate(req["tests"]):
+        tests.append(cached(("t", i, t, strict),
+                            lambda: compile_test(t, strict, tag, "<test %d>" % i)))
+    program = req["program"]
+    setup = req.get("setup")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         try:
             prog = compile(program, "<program>", "exec")
         except BaseException as e:
-            prog = e
+            prog = error_entry(e)
         try:
             setup_code = compile(setup, "<setup>", "exec") if setup else None
         except BaseException as e:
-            setup_code = e
+            setup_code = error_entry(e)
     text = "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno)
                    for w in caught)
-    return prog, setup_code, text
+    return (tuple(tests), prog, setup_code, text)
 
 
-def compile_driver(src):
-    return cached(("d", 0, src, False), lambda: compile(src, "<driver>", "exec"))
+def compiler_main():
+    import marshal
+    init, _ = read_frame()
+    if init is None:
+        return
+    tag = init["tag"]
+    sys.dont_write_bytecode = True
+    write_frame({"python": sys.version.split()[0]})
+    while True:
+        req, _ = read_frame()
+        if req is None:
+            return
+        try:
+            blob = marshal.dumps(compile_request(req, tag))
+        except Exception as e:
+            write_frame({"error": "%s: %s" % (type(e).__name__, e)})
+            continue
+        write_frame({"ok": True}, blob)
 
 
-def child_main(job, blob, job_dir, compiled):
+# ---------------------------------------------------------------------------------------------
+# The fork server (the worker proper).
+
+def rebuilt_error(entry):
+    """The exception a compile-failure entry describes (type looked up among the builtins)."""
+    cls = getattr(_builtins_module, entry[1], None)
+    if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+        cls = RuntimeError
     try:
+        return cls(entry[2])
+    except BaseException:
+        return RuntimeError(entry[2])
+
+
+def split_frame(frame):
+    """(header, compiled blob, payload) of a job frame."""
+    hl = struct.unpack_from(">I", frame, 0)[0]
+    header = json.loads(frame[4:4 + hl].decode("utf-8"))
+    pos = 4 + hl
+    cl = struct.unpack_from(">I", frame, pos)[0]
+    code_blob = frame[pos + 4:pos + 4 + cl]
+    pos += 4 + cl
+    pl = struct.unpack_from(">I", frame, pos)[0]
+    return header, code_blob, frame[pos + 4:pos + 4 + pl]
+
+
+def prepare(job, code_blob):
+    """The child's view of what to run: see child_run. Compiles here (under the job's limits)
+    only what the compiler did not."""
+    import marshal
+    kind = job["kind"]
+    mapping = strict_mapping(TAG[0])
+    start = int(job.get("start", 0))
+    if kind == "driver":
+        if code_blob:
+            entry = marshal.loads(code_blob)[0]
+            return rebuilt_error(entry) if type(entry) is tuple else entry
+        try:
+            return compile(job["driver"], "<driver>", "exec")
+        except BaseException as e:
+            return e
+    if kind != "tests":
+        return None
+    if code_blob:
+        tests, prog, setup_code, text = marshal.loads(code_blob)
+        out = []
+        for i, c in enumerate(tests):
+            if i < start:
+                out.append(None)
+            elif type(c) is tuple:
+                out.append(rebuilt_error(c))
+            else:
+                out.append(bind_placeholders(c, mapping))
+        prog = rebuilt_error(prog) if type(prog) is tuple else prog
+        if type(setup_code) is tuple:
+            setup_code = rebuilt_error(setup_code)
+        return out, (prog, setup_code, text)
+    strict = bool(job.get("strict", True))
+    out = []
+    for i, t in enumerate(job["tests"]):
+        if i < start:
+            out.append(None)
+            continue
+        try:
+            out.append(bind_placeholders(compile_test(t, strict, TAG[0], "<test %d>" % i),
+                                         mapping))
+        except BaseException as e:
+            out.append(e)
+    return out, None
+
+
+def child_main(frame, job_dir):
+    try:
+        job, code_blob, payload = split_frame(frame)
         nonce = bytes.fromhex(job["nonce"])
     except BaseException:
         os._exit(70)
     try:
         probe = job["kind"] == "probe"
+        compiled = None if probe else prepare(job, code_blob)
         layers = sandbox_child(job_dir, job["limits"], probe)
         if probe:
             layers = [("stray_process_sweep", IS_PID1,
@@ -782,7 +870,7 @@ def child_main(job, blob, job_dir, compiled):
             text = "\n".join("%s\t%d\t%s" % l for l in layers).encode()
             os.write(3, nonce + b"I" + struct.pack(">II", 0, len(text)) + text)
             os._exit(0)
-        child_run(job, blob, nonce, compiled)
+        child_run(job, payload, nonce, compiled)
     except BaseException as e:  # isolation failure: report as infrastructure error
         try:
             text = ("%s: %s" % (type(e).__name__, e)).encode("utf-8", "replace")
@@ -791,6 +879,9 @@ def child_main(job, blob, job_dir, compiled):
             pass
     os._exit(71)
 
+
+# Placeholder tag of the strict rewrite (set by the pool; shared with the compiler).
+TAG = [""]
 
 # Stands in for sys.settrace/sys.setprofile in jobs (tracing hooks would hand harness frames to
 # the program; CPython 3.8 has no audit event for them). Defined in a namespace of its own so its
@@ -809,9 +900,11 @@ AUDIT_HOOK = make_audit_hook(TRUSTED_MODE, (STRICT_EQ, STRICT_TRUTH, STRICT_CMP,
 # Answer to a job: "E" and the child's exit code (< 128) or 128 + signal. Anything else is a
 # JSON frame describing a failure of the worker itself.
 ANSWER = struct.Struct(">ci")
+FRAME_LEN = struct.Struct(">I")
 
 # gc.freeze where the interpreter has it (3.7+).
 FREEZE = getattr(gc, "freeze", None)
+
 
 def kill_leftovers():
     """Kills every process left in this worker's PID namespace (e.g. a grandchild that escaped
@@ -890,15 +983,9 @@ def remove_tree(d):
         shutil.rmtree(d, ignore_errors=True)
 
 
-def run_job(job, blob, base):
-    """Forks one child for the job, waits for it and cleans up; returns the answer."""
-    kind = job["kind"]
-    if kind == "tests":
-        compiled = (compile_tests(job), compile_program(job))
-    elif kind == "driver":
-        compiled = compile_driver(job["driver"])
-    else:
-        compiled = None
+def run_job(frame, base):
+    """Forks one child for the job (which parses the frame itself), waits for it and cleans up;
+    returns the child's end."""
     d = make_job_dir(base)
     try:
         drain_acks()
@@ -908,7 +995,7 @@ def run_job(job, blob, base):
             FREEZE()
         pid = os.fork()
         if pid == 0:
-            child_main(job, blob, d, compiled)
+            child_main(frame, d)
             os._exit(71)
         while True:
             try:
@@ -931,6 +1018,7 @@ def main():
     CFG.uid = int(init["uid"])
     CFG.gid = int(init["gid"])
     CFG.strict_layers = not bool(init.get("allow_weak", False))
+    TAG[0] = init["tag"]
     sys.dont_write_bytecode = True
     base = init["dir"]
     # Settings every job shares, made once here and inherited by each fork.
@@ -941,21 +1029,28 @@ def main():
     except OSError:
         pass
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    # Warm the strict rewrite once so its code paths are shared by every job.
-    compile_test("assert 1 == 1", True, TAG, "<warm-up>")
+    # Warm the strict rewrite and binding once so their code paths are shared by every job.
+    bind_placeholders(compile_test("assert 1 == 1", True, TAG[0], "<warm-up>"),
+                      strict_mapping(TAG[0]))
+    import marshal  # noqa: F401 (loaded here, used by every child)
     gc.collect()
-    if hasattr(gc, "freeze"):
-        gc.freeze()
+    if FREEZE is not None:
+        FREEZE()
     write_frame({"python": sys.version.split()[0], "pid": os.getpid()})
     served = 0
     while True:
-        job, blob = read_frame()
-        if job is None:
+        # A job is one frame: u32 length, then the bytes the child parses.
+        head = read_exact(IN_FD, 4)
+        if head is None:
+            return
+        frame = read_exact(IN_FD, FRAME_LEN.unpack(head)[0])
+        if frame is None:
             return
         try:
-            os.write(OUT_FD, ANSWER.pack(b"E", run_job(job, blob, base)))
+            os.write(OUT_FD, ANSWER.pack(b"E", run_job(frame, base)))
         except Exception as e:
             write_frame({"infra": "%s: %s" % (type(e).__name__, e)})
+        del frame
         served += 1
         if served % 256 == 0 and FREEZE is not None:
             # Objects are frozen before each fork; collect this process's own cyclic garbage
@@ -965,4 +1060,7 @@ def main():
             gc.freeze()
 
 
-main()
+if sys.argv[1:] == ["compile"]:
+    compiler_main()
+else:
+    main()

@@ -25,15 +25,18 @@
 //! has its own network, IPC, UTS and mount namespaces (job directories live on a tmpfs private
 //! to it), with `no_new_privs`, landlock (write only below its own directory; no reads of
 //! `/proc`, `/sys`, `/dev`) and the seccomp filters of [`seccomp_programs`] set up in Rust
-//! between fork and exec. A worker is a fork server: per job it compiles the tests (cached, as
-//! the same tests come back for every sample of a task), makes the job directory and forks one
+//! between fork and exec. A worker is a fork server with a companion *compiler* process (same
+//! confinement) that never forks: per job the compiler compiles tests and program (tests
+//! cached, as the same tests come back for every sample of a task) and the pool hands the
+//! marshalled code to the fork server with the job, which makes the job directory and forks one
 //! child, which becomes a session leader, switches to the worker's unprivileged uid, sets
 //! rlimits, installs an audit hook, and runs program, setup and tests. The child reports on a
 //! dedicated pipe with records authenticated by a 16-byte per-job secret; stdout and stderr go
 //! to their own pipes. The pool (this crate, in the calling thread) reads all three directly:
-//! it attributes output to the running test, enforces per-test and per-job wall time (the
-//! worker kills the job's process group on request; the remaining tests then run in a fresh
-//! child) and builds the result. After each job the worker kills every process left in its
+//! it attributes output to the running test, enforces per-test and per-job wall time (it kills
+//! the job process through a pidfd; the remaining tests then run in a fresh child) and builds
+//! the result. Programs over 64 KiB, and every job of a worker whose compiler failed, are
+//! compiled by the job's child instead (under its limits). After each job the worker kills every process left in its
 //! namespace and removes the job directory. A missing "done" record (e.g. `os._exit` during a
 //! test) gives the running test an error and reruns the rest.
 //!

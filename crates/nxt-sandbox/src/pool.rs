@@ -70,7 +70,15 @@ struct Shared {
     config: PoolConfig,
     seccomp: Vec<Vec<u8>>,
     base_dir: PathBuf,
+    /// Placeholder tag of the strict rewrite (random per pool).
+    tag: String,
 }
+
+/// Programs (with setup) larger than this are compiled by the job's child, under its limits.
+const COMPILER_MAX_BYTES: usize = 64 << 10;
+
+/// How long a compiler may take for one job before it counts as failed.
+const COMPILE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Shared {
     fn spawn(&self, index: usize) -> Result<(Worker, IsolationReport), SandboxError> {
@@ -81,6 +89,7 @@ impl Shared {
             seccomp: &self.seccomp,
             uid: self.config.uid_base + index as u32,
             allow_weak: self.config.allow_weak_isolation,
+            tag: &self.tag,
         })?;
         worker.index = index;
         let mut all: Vec<IsolationLayer> = layers
@@ -160,11 +169,14 @@ impl Pool {
         set_mode(&base_dir, 0o711)?;
         let seccomp = crate::seccomp::build_programs()?;
         let workers = config.workers.max(1);
+        let mut tag = [0u8; 8];
+        crate::worker::fill_random(&mut tag)?;
         let shared = Shared {
             python,
             config,
             seccomp,
             base_dir,
+            tag: tag.iter().map(|b| format!("{b:02x}")).collect(),
         };
         let (first, report) = match shared.spawn(0) {
             Ok(x) => x,
@@ -222,6 +234,15 @@ impl Pool {
         idle.iter().map(|w| w.pid()).collect()
     }
 
+    /// Process ids of the idle workers' compilers (diagnostics).
+    pub fn compiler_pids(&self) -> Vec<u32> {
+        let idle = match self.idle.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        idle.iter().filter_map(|w| w.compiler_pid()).collect()
+    }
+
     /// Directory holding this pool's per-worker job directories (removed when the pool drops).
     pub fn temp_dir(&self) -> &Path {
         &self.shared.base_dir
@@ -236,16 +257,31 @@ impl Pool {
     /// itself failed (twice: a dead worker is replaced and the job retried once).
     pub fn run(&self, job: &Job) -> Result<JobResult, SandboxError> {
         let started = Instant::now();
-        let header = json!({
-            "kind": "tests",
-            "program": job.program,
-            "setup": job.setup,
-            "setup_after": job.setup_placement == SetupPlacement::AfterProgram,
-            "tests": job.tests,
-            "strict": job.comparison == Comparison::Strict,
-            "limits": limits_json(&job.limits, &self.shared.config),
-        });
-        self.with_worker(|w| run_tests(w, job, &header, started))
+        let strict = job.comparison == Comparison::Strict;
+        let size = job.program.len() + job.setup.as_ref().map_or(0, |s| s.len());
+        self.with_worker(|w| {
+            let code = if size <= COMPILER_MAX_BYTES {
+                w.compile(
+                    &json!({"tests": job.tests, "strict": strict, "program": job.program,
+                            "setup": job.setup}),
+                    Instant::now() + COMPILE_TIMEOUT,
+                )
+            } else {
+                None
+            };
+            let mut header = json!({
+                "kind": "tests",
+                "setup_after": job.setup_placement == SetupPlacement::AfterProgram,
+                "strict": strict,
+                "limits": limits_json(&job.limits, &self.shared.config),
+            });
+            if code.is_none() {
+                header["program"] = json!(job.program);
+                header["setup"] = json!(job.setup);
+                header["tests"] = json!(job.tests);
+            }
+            run_tests(w, job, &header, code.as_deref().unwrap_or(&[]), started)
+        })
     }
 
     /// Runs many jobs on all workers; `on_done(index, result)` is called on the calling thread
@@ -285,16 +321,23 @@ impl Pool {
     /// Runs a trusted driver (e.g. the tracer) inside the sandbox with a payload.
     pub fn run_driver(&self, job: &DriverJob) -> Result<DriverResult, SandboxError> {
         let started = Instant::now();
-        let header = json!({
-            "kind": "driver",
-            "driver": job.driver,
-            "max_emit_bytes": job.max_emit_bytes,
-            "limits": limits_json(&job.limits, &self.shared.config),
-        });
         self.with_worker(|w| {
+            let code = w.compile(
+                &json!({"driver": job.driver}),
+                Instant::now() + COMPILE_TIMEOUT,
+            );
+            let mut header = json!({
+                "kind": "driver",
+                "max_emit_bytes": job.max_emit_bytes,
+                "limits": limits_json(&job.limits, &self.shared.config),
+            });
+            if code.is_none() {
+                header["driver"] = json!(job.driver);
+            }
             let ev = w.attempt(&AttemptSpec {
-                header: header.clone(),
-                blob: &job.payload,
+                header,
+                code: code.as_deref().unwrap_or(&[]),
+                payload: &job.payload,
                 tests: 1,
                 test_timeout: None,
                 job_deadline: started + job.limits.job_timeout,
@@ -359,7 +402,21 @@ impl Pool {
             let mut w = self.checkout();
             match work(&mut w) {
                 Ok(v) => {
-                    self.checkin(w);
+                    if w.degraded() {
+                        // Its compiler failed: a fresh worker brings a fresh one.
+                        let index = w.index;
+                        w.kill();
+                        match self.shared.spawn(index) {
+                            Ok((nw, _)) => self.checkin(nw),
+                            Err(e) => {
+                                return Err(SandboxError::Worker(format!(
+                                    "worker could not be restarted: {e}"
+                                )))
+                            }
+                        }
+                    } else {
+                        self.checkin(w);
+                    }
                     return Ok(v);
                 }
                 Err(e) => {
@@ -387,6 +444,7 @@ fn run_tests(
     w: &mut Worker,
     job: &Job,
     header: &Value,
+    code: &[u8],
     started: Instant,
 ) -> Result<JobResult, SandboxError> {
     let n = job.tests.len();
@@ -405,7 +463,8 @@ fn run_tests(
         h["start"] = json!(start);
         let ev: Events = w.attempt(&AttemptSpec {
             header: h,
-            blob: &[],
+            code,
+            payload: &[],
             tests: n,
             test_timeout: Some(job.limits.test_timeout),
             job_deadline: deadline,

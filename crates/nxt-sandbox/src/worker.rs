@@ -40,6 +40,8 @@ pub(crate) struct Spawn<'a> {
     pub seccomp: &'a [Vec<u8>],
     pub uid: u32,
     pub allow_weak: bool,
+    /// Placeholder tag of the strict rewrite, shared by the worker and its compiler.
+    pub tag: &'a str,
 }
 
 /// A running worker and the pool's ends of its channels.
@@ -58,14 +60,75 @@ pub(crate) struct Worker {
     stdout: File,
     stderr: File,
     acks: File,
+    /// Compiles each job's tests and program before the fork (None once it failed).
+    compiler: Option<Compiler>,
+}
+
+/// A worker's compiler: a confined Python process that never forks, so none of its work pays
+/// copy-on-write faults. It answers a job's tests, program and setup compiled and marshalled.
+struct Compiler {
+    child: Child,
+    dir: PathBuf,
+    input: ChildStdin,
+    answers: ChildStdout,
+}
+
+impl Compiler {
+    fn spawn(s: &Spawn<'_>) -> Result<Compiler, SandboxError> {
+        let dir = PathBuf::from(format!("{}-compiler", s.dir.display()));
+        let (mut child, _status) = start_confined(s, &dir, &["compile"], None)?;
+        let (Some(input), Some(answers)) = (child.stdin.take(), child.stdout.take()) else {
+            kill_tree(&mut child);
+            return Err(SandboxError::Worker("compiler pipes missing".into()));
+        };
+        let mut c = Compiler {
+            child,
+            dir,
+            input,
+            answers,
+        };
+        let init = serde_json::to_vec(&json!({"tag": s.tag}))
+            .map_err(|e| SandboxError::Worker(format!("encoding init: {e}")))?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let hello = write_frame(&mut c.input, &init, &[])
+            .and_then(|_| read_frame(&mut c.answers, deadline));
+        match hello {
+            Ok(_) => Ok(c),
+            Err(e) => {
+                c.kill();
+                Err(SandboxError::Worker(format!(
+                    "compiler failed to start: {e}"
+                )))
+            }
+        }
+    }
+
+    fn compile(&mut self, request: &[u8], deadline: Instant) -> Result<Vec<u8>, SandboxError> {
+        write_frame(&mut self.input, request, &[])?;
+        let (header, blob) = read_frame(&mut self.answers, deadline)?;
+        let answer: Value = serde_json::from_slice(&header)
+            .map_err(|e| SandboxError::Worker(format!("compiler answer unreadable: {e}")))?;
+        if answer.get("ok") == Some(&Value::Bool(true)) {
+            Ok(blob)
+        } else {
+            Err(SandboxError::Worker(format!("compiler failed: {answer}")))
+        }
+    }
+
+    fn kill(mut self) {
+        kill_tree(&mut self.child);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Per-attempt instructions for [`Worker::attempt`].
 pub(crate) struct AttemptSpec<'a> {
     /// JSON header of the job (without the nonce, which is added here).
     pub header: Value,
+    /// The compiler's answer for this job (empty: the child compiles).
+    pub code: &'a [u8],
     /// Raw payload (driver jobs).
-    pub blob: &'a [u8],
+    pub payload: &'a [u8],
     /// Number of tests (phases besides "load").
     pub tests: usize,
     /// Per-test wall-clock limit, if tests are timed individually.
@@ -243,12 +306,6 @@ impl Worker {
     /// Starts a worker: namespaces, tmpfs, landlock and seccomp are set up between fork and
     /// exec (see `confine.rs`); returns it with the layers that setup reported.
     pub(crate) fn spawn(s: &Spawn<'_>) -> Result<(Worker, Vec<Value>, String), SandboxError> {
-        if s.dir.exists() {
-            let _ = std::fs::remove_dir_all(&s.dir);
-        }
-        std::fs::create_dir_all(&s.dir)?;
-        set_mode(&s.dir, 0o711)?;
-        let (status_r, status_w) = pipe()?;
         let (results_r, results_w) = pipe()?;
         let (stdout_r, stdout_w) = pipe()?;
         let (stderr_r, stderr_w) = pipe()?;
@@ -259,34 +316,8 @@ impl Worker {
             stderr_w.as_raw_fd(),
             acks_r.as_raw_fd(),
         ];
-        let mut cmd = Command::new(s.python);
-        cmd.args(["-I", "-S", "-B", "-c", HARNESS])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("NXT_SANDBOX_DEBUG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("LANG", "C.UTF-8");
-        let plan = crate::confine::Plan::new(&s.dir, s.tmpfs_mb, s.seccomp, status_w.as_raw_fd())?;
-        // SAFETY: Plan::apply and place_fds only make async-signal-safe calls and allocate
-        // nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                plan.apply()?;
-                place_fds(&handed)
-            });
-        }
-        let mut child = cmd.spawn().map_err(|e| {
-            SandboxError::Python(format!("cannot start {}: {e}", s.python.display()))
-        })?;
-        drop(cmd);
-        drop((status_w, results_w, stdout_w, stderr_w, acks_r));
-        let mut status = Vec::new();
-        let _ = (&File::from(status_r)).read_to_end(&mut status);
+        let (mut child, status) = start_confined(s, &s.dir, &[], Some(handed))?;
+        drop((results_w, stdout_w, stderr_w, acks_r));
         let layers: Vec<Value> = crate::confine::LAYERS
             .iter()
             .enumerate()
@@ -333,12 +364,14 @@ impl Worker {
             stdout: File::from(stdout_r),
             stderr: File::from(stderr_r),
             acks: File::from(acks_w),
+            compiler: None,
         };
         let init = json!({
             "uid": s.uid,
             "gid": s.uid,
             "allow_weak": s.allow_weak,
             "dir": w.dir.to_string_lossy(),
+            "tag": s.tag,
         });
         let init = serde_json::to_vec(&init)
             .map_err(|e| SandboxError::Worker(format!("encoding init: {e}")))?;
@@ -350,7 +383,11 @@ impl Worker {
                     .map_err(|e| SandboxError::Worker(format!("worker init reply unreadable: {e}")))
             });
         match hello {
-            Ok(h) => Ok((w, layers, h.python)),
+            Ok(h) => {
+                // Without a compiler, jobs compile in their own child (slower, same results).
+                w.compiler = Compiler::spawn(s).ok();
+                Ok((w, layers, h.python))
+            }
             Err(e) => {
                 let _ = w.child.kill();
                 let status = w.child.wait();
@@ -371,7 +408,8 @@ impl Worker {
                 "limits": {"memory": 1u64 << 30, "job_timeout": 10, "test_timeout": 10,
                            "output_bytes": 4096},
             }),
-            blob: &[],
+            code: &[],
+            payload: &[],
             tests: 0,
             test_timeout: None,
             job_deadline: Instant::now() + Duration::from_secs(10),
@@ -415,7 +453,7 @@ impl Worker {
         header["nonce"] = Value::String(nonce.iter().map(|b| format!("{b:02x}")).collect());
         let header = serde_json::to_vec(&header)
             .map_err(|e| SandboxError::Worker(format!("encoding job: {e}")))?;
-        write_frame(&mut self.input, &header, spec.blob)?;
+        write_job(&mut self.input, &[&header, spec.code, spec.payload])?;
 
         let mut ev = Events::new(spec.tests, spec.output_bytes);
         let mut reader = RecordReader::new(nonce);
@@ -612,6 +650,33 @@ impl Worker {
         }
     }
 
+    /// Has the compiler compile a job (`request`: JSON with `tests`, `strict`, `program`,
+    /// `setup`, or `driver`). `None` when there is no compiler or it failed (it is then
+    /// stopped; the job's child compiles instead).
+    pub(crate) fn compile(&mut self, request: &Value, deadline: Instant) -> Option<Vec<u8>> {
+        let bytes = serde_json::to_vec(request).ok()?;
+        let compiler = self.compiler.as_mut()?;
+        match compiler.compile(&bytes, deadline) {
+            Ok(code) => Some(code),
+            Err(_) => {
+                if let Some(c) = self.compiler.take() {
+                    c.kill();
+                }
+                None
+            }
+        }
+    }
+
+    /// Whether the worker lost its compiler (it still works, more slowly: replace it).
+    pub(crate) fn degraded(&self) -> bool {
+        self.compiler.is_none()
+    }
+
+    /// Pid of the compiler process, if it runs (diagnostics).
+    pub(crate) fn compiler_pid(&self) -> Option<u32> {
+        self.compiler.as_ref().map(|c| c.child.id())
+    }
+
     /// Pid of the spawned process (diagnostics).
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
@@ -624,8 +689,12 @@ impl Worker {
             mut child,
             dir,
             input,
+            compiler,
             ..
         } = self;
+        if let Some(c) = compiler {
+            c.kill();
+        }
         drop(input);
         while Instant::now() < deadline {
             match child.try_wait() {
@@ -639,9 +708,81 @@ impl Worker {
 
     /// Kills the worker at once (its jobs die with its PID namespace).
     pub(crate) fn kill(mut self) {
+        if let Some(c) = self.compiler.take() {
+            c.kill();
+        }
         kill_tree(&mut self.child);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Writes one job frame: u32 length of the rest, then each part as u32 length + bytes.
+fn write_job(out: &mut ChildStdin, parts: &[&[u8]]) -> Result<(), SandboxError> {
+    let total: usize = parts.iter().map(|p| 4 + p.len()).sum();
+    let too_large = || SandboxError::Worker("job too large".into());
+    let mut msg = Vec::with_capacity(4 + total);
+    msg.extend_from_slice(&u32::try_from(total).map_err(|_| too_large())?.to_be_bytes());
+    for p in parts {
+        msg.extend_from_slice(
+            &u32::try_from(p.len())
+                .map_err(|_| too_large())?
+                .to_be_bytes(),
+        );
+        msg.extend_from_slice(p);
+    }
+    out.write_all(&msg)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Starts the harness (with `args` after it) as a confined process with its directory `dir`:
+/// namespaces, tmpfs, landlock and seccomp are set up between fork and exec (see
+/// `confine.rs`); `handed` descriptors become its fds 3 to 6. Returns the process and the status
+/// byte of each layer.
+fn start_confined(
+    s: &Spawn<'_>,
+    dir: &Path,
+    args: &[&str],
+    handed: Option<[RawFd; 4]>,
+) -> Result<(Child, Vec<u8>), SandboxError> {
+    if dir.exists() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    std::fs::create_dir_all(dir)?;
+    set_mode(dir, 0o711)?;
+    let (status_r, status_w) = pipe()?;
+    let mut cmd = Command::new(s.python);
+    cmd.args(["-I", "-S", "-B", "-c", HARNESS])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(if std::env::var_os("NXT_SANDBOX_DEBUG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("LANG", "C.UTF-8");
+    let plan = crate::confine::Plan::new(dir, s.tmpfs_mb, s.seccomp, status_w.as_raw_fd())?;
+    // SAFETY: Plan::apply and place_fds only make async-signal-safe calls and allocate nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            plan.apply()?;
+            match &handed {
+                Some(fds) => place_fds(fds),
+                None => Ok(()),
+            }
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| SandboxError::Python(format!("cannot start {}: {e}", s.python.display())))?;
+    drop(cmd);
+    drop(status_w);
+    let mut status = Vec::new();
+    let _ = (&File::from(status_r)).read_to_end(&mut status);
+    Ok((child, status))
 }
 
 fn kill_tree(child: &mut Child) {
@@ -727,7 +868,7 @@ pub(crate) fn set_mode(p: &Path, mode: u32) -> std::io::Result<()> {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
 }
 
-fn fill_random(buf: &mut [u8]) -> Result<(), SandboxError> {
+pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), SandboxError> {
     let mut filled = 0;
     while filled < buf.len() {
         // SAFETY: getrandom writes at most the given length into the buffer.

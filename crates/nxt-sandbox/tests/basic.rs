@@ -131,6 +131,76 @@ fn strict_vs_plain() {
 }
 
 #[test]
+fn large_programs_compile_in_the_child() {
+    // Over 64 KiB: not sent to the compiler, compiled by the job's child under its limits.
+    let padding = "# padding line to make the program large\n".repeat(2000);
+    let program = format!("{padding}def f(x):\n    return x + 1\n");
+    assert!(program.len() > 64 << 10);
+    let r = pool()
+        .run(&job(&program, &["assert f(1) == 2", "assert f(1) == 3"]))
+        .unwrap();
+    assert_eq!(r.tests[0].outcome, TestOutcome::Passed);
+    assert!(matches!(r.tests[1].outcome, TestOutcome::Failed { .. }));
+    let broken = format!("{padding}def f(x:\n");
+    let r = pool().run(&job(&broken, &["assert f(1) == 2"])).unwrap();
+    assert!(
+        matches!(&r.load_error, Some(TestOutcome::Error { exc_type, .. }) if exc_type == "SyntaxError"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn compile_errors_and_warnings_reach_the_result() {
+    let r = pool()
+        .run(&job("def f(:\n    pass\n", &["assert f() is None"]))
+        .unwrap();
+    assert!(
+        matches!(&r.load_error, Some(TestOutcome::Error { exc_type, .. }) if exc_type == "SyntaxError"),
+        "{r:?}"
+    );
+    assert_eq!(r.tests[0].outcome, TestOutcome::NotRun);
+    // A warning raised while compiling the program is the program's stderr.
+    let r = pool()
+        .run(&job(
+            "def f():\n    return 1 is 1\n",
+            &["assert f()", "assert (", "assert f() == 1"],
+        ))
+        .unwrap();
+    assert!(r.load_stderr.contains("SyntaxWarning"), "{r:?}");
+    assert_eq!(r.tests[0].outcome, TestOutcome::Passed);
+    assert!(
+        matches!(&r.tests[1].outcome, TestOutcome::Error { exc_type, .. } if exc_type == "SyntaxError"),
+        "{r:?}"
+    );
+    assert_eq!(r.tests[2].outcome, TestOutcome::Passed);
+}
+
+#[test]
+fn a_dead_compiler_is_survived() {
+    let pool = Pool::new(PoolConfig {
+        workers: 1,
+        uid_base: 63_400,
+        ..PoolConfig::default()
+    })
+    .unwrap();
+    let before = pool.compiler_pids();
+    assert_eq!(before.len(), 1);
+    // SAFETY: plain kill(2) of our own child.
+    assert_eq!(unsafe { libc::kill(before[0] as i32, libc::SIGKILL) }, 0);
+    let r = pool
+        .run(&job(
+            "def f():\n    return 1\n",
+            &["assert f() == 1", "assert f() == 2"],
+        ))
+        .expect("the job runs, compiled by its own child");
+    assert_eq!(r.tests[0].outcome, TestOutcome::Passed);
+    assert!(matches!(r.tests[1].outcome, TestOutcome::Failed { .. }));
+    let after = pool.compiler_pids();
+    assert_eq!(after.len(), 1, "the worker was replaced with a compiler");
+    assert_ne!(after[0], before[0]);
+}
+
+#[test]
 fn driver_roundtrip() {
     let d = DriverJob {
         driver: "data = nxt_payload()\nprint('working')\nnxt_emit(data[::-1])\n".into(),
