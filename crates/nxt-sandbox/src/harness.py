@@ -102,22 +102,29 @@ class Config:
 CFG = Config()
 
 
+def drop_uid():
+    os.setresgid(CFG.gid, CFG.gid, CFG.gid)
+    os.setresuid(CFG.uid, CFG.uid, CFG.uid)
+    if os.getuid() == 0 or os.geteuid() == 0:
+        raise OSError(errno.EPERM, "still root")
+
+
+def set_rlimits(limits):
+    mem = int(limits["memory"])
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    cpu = int(float(limits["job_timeout"])) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    fs = int(limits.get("file_bytes", 64 << 20))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fs, fs))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    np_ = int(limits.get("processes", 32))
+    resource.setrlimit(resource.RLIMIT_NPROC, (np_, np_))
+
+
 def sandbox_child(job_dir, limits, probe):
     """Runs in the forked child (a session leader in the worker's PID namespace) as root;
-    returns the list of (layer, ok, detail) when `probe`. Raises when a required layer fails."""
-    layers = []
-    strict = CFG.strict_layers
-
-    def layer(name, fn, detail=""):
-        try:
-            fn()
-            if probe:
-                layers.append((name, True, detail))
-        except Exception as e:  # noqa
-            layers.append((name, False, "%s: %s" % (type(e).__name__, e)))
-            if strict:
-                raise RuntimeError("isolation layer %s failed: %s" % (name, e))
-
+    returns the list of (layer, ok, detail) (with the active layers too when `probe`). Raises
+    when a required layer fails."""
     os.setsid()
     # fds: 0 = /dev/null (already), 1/2 = capture pipes, 3 = result records (already),
     # 4 = acknowledgements, the rest closed.
@@ -125,28 +132,27 @@ def sandbox_child(job_dir, limits, probe):
     os.dup2(ERR_W, 2)
     os.dup2(ACK_R, 4)
     os.chdir(job_dir)  # HOME and TMPDIR point here already (set by the worker)
-
-    def rlimits():
-        mem = int(limits["memory"])
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-        cpu = int(float(limits["job_timeout"])) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        fs = int(limits.get("file_bytes", 64 << 20))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (fs, fs))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-        np_ = int(limits.get("processes", 32))
-        resource.setrlimit(resource.RLIMIT_NPROC, (np_, np_))
-
-    def drop_uid():
-        os.setresgid(CFG.gid, CFG.gid, CFG.gid)
-        os.setresuid(CFG.uid, CFG.uid, CFG.uid)
-        if os.getuid() == 0 or os.geteuid() == 0:
-            raise OSError(errno.EPERM, "still root")
-
-    layer("unprivileged_uid", drop_uid, "jobs run as uid/gid %d, no groups" % CFG.uid)
-    os.closerange(5, 65536)
-    layer("rlimits", rlimits, "address space, CPU, file size, 64 open files, processes, no core")
+    layers = []
+    for name, step, arg in (("unprivileged_uid", drop_uid, None), ("rlimits", set_rlimits, limits)):
+        try:
+            if arg is None:
+                step()
+                os.closerange(5, 65536)
+            else:
+                step(arg)
+            if probe:
+                layers.append((name, True, LAYER_DETAILS[name] % CFG.uid))
+        except Exception as e:  # noqa
+            layers.append((name, False, "%s: %s" % (type(e).__name__, e)))
+            if CFG.strict_layers:
+                raise RuntimeError("isolation layer %s failed: %s" % (name, e))
     return layers
+
+
+LAYER_DETAILS = {
+    "unprivileged_uid": "jobs run as uid/gid %d, no groups",
+    "rlimits": "address space, CPU, file size, 64 open files, processes, no core (uid %d)",
+}
 
 
 
@@ -589,7 +595,7 @@ def child_run(job, blob, nonce, compiled):
         _exit(0)
 
     # The harness's own module must not be reachable as __main__ by the program.
-    sys.modules["__main__"] = type(sys)("__main__")
+    sys.modules["__main__"] = FRESH_MAIN
 
     # Tracing hooks would hand harness frames to the program (CPython 3.8 has no audit event
     # for them; 3.9+ is also blocked by the audit hook).
@@ -879,6 +885,10 @@ def child_main(frame, job_dir):
             pass
     os._exit(71)
 
+
+# What jobs see as the __main__ module (made here once; each child has its own copy-on-write
+# copy, so nothing a job puts there reaches another job).
+FRESH_MAIN = type(sys)("__main__")
 
 # Placeholder tag of the strict rewrite (set by the pool; shared with the compiler).
 TAG = [""]
