@@ -763,7 +763,10 @@ fn start_confined(
         })
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
-        .env("LANG", "C.UTF-8");
+        .env("LANG", "C.UTF-8")
+        // Resolve every dynamic symbol at start: else each forked job process would resolve
+        // (and copy the pages of) the ones the worker never called itself.
+        .env("LD_BIND_NOW", "1");
     let plan = crate::confine::Plan::new(dir, s.tmpfs_mb, s.seccomp, status_w.as_raw_fd())?;
     // SAFETY: Plan::apply and place_fds only make async-signal-safe calls and allocate nothing.
     unsafe {
