@@ -110,14 +110,12 @@ def drop_uid():
 
 
 def set_rlimits(limits):
-    mem = int(limits["memory"])
+    mem, job_timeout, fs, np_ = limits
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    cpu = int(float(limits["job_timeout"])) + 1
+    cpu = int(job_timeout) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    fs = int(limits.get("file_bytes", 64 << 20))
     resource.setrlimit(resource.RLIMIT_FSIZE, (fs, fs))
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-    np_ = int(limits.get("processes", 32))
     resource.setrlimit(resource.RLIMIT_NPROC, (np_, np_))
 
 
@@ -533,7 +531,7 @@ def child_run(job, blob, nonce, compiled):
     if kind == "driver":
         payload = blob
         emitted = [False]
-        max_emit = int(job.get("max_emit_bytes", 1 << 26))
+        max_emit = job["max_emit_bytes"]
 
         def nxt_payload():
             return payload
@@ -572,9 +570,9 @@ def child_run(job, blob, nonce, compiled):
     # Test job: the tests (and usually the program) are compiled already; else compile the
     # program before any of it runs.
     compiled, program_compiled = compiled
-    setup_after = job.get("setup_after", True)
+    setup_after = job["setup_after"]
     n_tests = _len(compiled)
-    first = int(job.get("start", 0))
+    first = job["start"]
     try:
         if program_compiled is None:
             setup = job.get("setup")
@@ -799,16 +797,30 @@ def rebuilt_error(entry):
         return RuntimeError(entry[2])
 
 
+# The fixed job header the pool sends: secret, kind, first test, setup after the program,
+# strict comparison, address-space limit, job time limit, file-size limit, process limit,
+# most bytes a driver may emit.
+JOB_HEADER = struct.Struct(">16sBI??QdQIQ")
+KINDS = ("probe", "tests", "driver")
+
+
 def split_frame(frame):
-    """(header, compiled blob, payload) of a job frame."""
-    hl = struct.unpack_from(">I", frame, 0)[0]
-    header = json.loads(frame[4:4 + hl].decode("utf-8"))
-    pos = 4 + hl
-    cl = struct.unpack_from(">I", frame, pos)[0]
-    code_blob = frame[pos + 4:pos + 4 + cl]
-    pos += 4 + cl
-    pl = struct.unpack_from(">I", frame, pos)[0]
-    return header, code_blob, frame[pos + 4:pos + 4 + pl]
+    """(job, nonce, compiled blob, payload) of a job frame: four parts (fixed header, what the
+    compiler made, the driver's payload, and JSON sources when the child must compile)."""
+    view = memoryview(frame)
+    parts = []
+    pos = 0
+    for _ in range(4):
+        n = FRAME_LEN.unpack_from(frame, pos)[0]
+        parts.append(view[pos + 4:pos + 4 + n])
+        pos += 4 + n
+    (nonce, kind, start, setup_after, strict, memory, job_timeout, file_bytes, processes,
+     max_emit) = JOB_HEADER.unpack(parts[0])
+    job = {"kind": KINDS[kind], "start": start, "setup_after": setup_after, "strict": strict,
+           "max_emit_bytes": max_emit, "limits": (memory, job_timeout, file_bytes, processes)}
+    if len(parts[3]):
+        job.update(json.loads(bytes(parts[3]).decode("utf-8")))
+    return job, nonce, parts[1], bytes(parts[2])
 
 
 def prepare(job, code_blob):
@@ -817,7 +829,7 @@ def prepare(job, code_blob):
     import marshal
     kind = job["kind"]
     mapping = strict_mapping(TAG[0])
-    start = int(job.get("start", 0))
+    start = job["start"]
     if kind == "driver":
         if code_blob:
             entry = marshal.loads(code_blob)[0]
@@ -842,7 +854,7 @@ def prepare(job, code_blob):
         if type(setup_code) is tuple:
             setup_code = rebuilt_error(setup_code)
         return out, (prog, setup_code, text)
-    strict = bool(job.get("strict", True))
+    strict = job["strict"]
     out = []
     for i, t in enumerate(job["tests"]):
         if i < start:
@@ -858,8 +870,7 @@ def prepare(job, code_blob):
 
 def child_main(frame, job_dir):
     try:
-        job, code_blob, payload = split_frame(frame)
-        nonce = bytes.fromhex(job["nonce"])
+        job, nonce, code_blob, payload = split_frame(frame)
     except BaseException:
         os._exit(70)
     try:

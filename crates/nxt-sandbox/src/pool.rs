@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::report::{IsolationLayer, IsolationReport};
-use crate::worker::{set_mode, AttemptSpec, Events, Spawn, Worker};
+use crate::worker::{set_mode, AttemptSpec, Events, JobHeader, Spawn, Worker};
 use crate::{
     find_python, Comparison, DriverJob, DriverResult, Job, JobResult, Limits, SandboxError,
     SetupPlacement, TestOutcome, TestResult, Verdict,
@@ -130,17 +130,6 @@ pub struct Pool {
 
 static POOL_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-fn limits_json(l: &Limits, c: &PoolConfig) -> Value {
-    json!({
-        "test_timeout": l.test_timeout.as_secs_f64(),
-        "job_timeout": l.job_timeout.as_secs_f64(),
-        "memory": l.memory_bytes,
-        "output_bytes": l.output_bytes,
-        "file_bytes": c.file_bytes,
-        "processes": c.max_processes,
-    })
-}
-
 impl Pool {
     /// Starts `config.workers` warm workers, each probing its isolation layers once.
     ///
@@ -213,6 +202,21 @@ impl Pool {
         Ok(pool)
     }
 
+    /// The fixed job header for `limits` (kind-specific fields at their defaults).
+    fn header(&self, kind: u8, limits: &Limits, max_emit: usize) -> JobHeader {
+        JobHeader {
+            kind,
+            start: 0,
+            setup_after: true,
+            strict: true,
+            memory: limits.memory_bytes,
+            job_timeout: limits.job_timeout.as_secs_f64(),
+            file_bytes: self.shared.config.file_bytes,
+            processes: self.shared.config.max_processes,
+            max_emit: max_emit as u64,
+        }
+    }
+
     fn idle_mut(&mut self) -> &mut Vec<Worker> {
         match self.idle.get_mut() {
             Ok(v) => v,
@@ -269,18 +273,23 @@ impl Pool {
             } else {
                 None
             };
-            let mut header = json!({
-                "kind": "tests",
-                "setup_after": job.setup_placement == SetupPlacement::AfterProgram,
-                "strict": strict,
-                "limits": limits_json(&job.limits, &self.shared.config),
-            });
-            if code.is_none() {
-                header["program"] = json!(job.program);
-                header["setup"] = json!(job.setup);
-                header["tests"] = json!(job.tests);
-            }
-            run_tests(w, job, &header, code.as_deref().unwrap_or(&[]), started)
+            let header = self.header(JobHeader::TESTS, &job.limits, 0);
+            let header = JobHeader {
+                setup_after: job.setup_placement == SetupPlacement::AfterProgram,
+                strict,
+                ..header
+            };
+            let sources = code
+                .is_none()
+                .then(|| json!({"program": job.program, "setup": job.setup, "tests": job.tests}));
+            run_tests(
+                w,
+                job,
+                header,
+                sources,
+                code.as_deref().unwrap_or(&[]),
+                started,
+            )
         })
     }
 
@@ -326,16 +335,10 @@ impl Pool {
                 &json!({"driver": job.driver}),
                 Instant::now() + COMPILE_TIMEOUT,
             );
-            let mut header = json!({
-                "kind": "driver",
-                "max_emit_bytes": job.max_emit_bytes,
-                "limits": limits_json(&job.limits, &self.shared.config),
-            });
-            if code.is_none() {
-                header["driver"] = json!(job.driver);
-            }
+            let header = self.header(JobHeader::DRIVER, &job.limits, job.max_emit_bytes);
             let ev = w.attempt(&AttemptSpec {
                 header,
+                sources: code.is_none().then(|| json!({"driver": job.driver})),
                 code: code.as_deref().unwrap_or(&[]),
                 payload: &job.payload,
                 tests: 1,
@@ -443,7 +446,8 @@ impl Pool {
 fn run_tests(
     w: &mut Worker,
     job: &Job,
-    header: &Value,
+    header: JobHeader,
+    sources: Option<Value>,
     code: &[u8],
     started: Instant,
 ) -> Result<JobResult, SandboxError> {
@@ -459,10 +463,12 @@ fn run_tests(
         if Instant::now() >= deadline {
             break;
         }
-        let mut h = header.clone();
-        h["start"] = json!(start);
         let ev: Events = w.attempt(&AttemptSpec {
-            header: h,
+            header: JobHeader {
+                start: u32::try_from(start).unwrap_or(u32::MAX),
+                ..header
+            },
+            sources: sources.clone(),
             code,
             payload: &[],
             tests: n,

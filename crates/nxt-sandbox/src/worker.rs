@@ -121,10 +121,62 @@ impl Compiler {
     }
 }
 
+/// What a job process is asked to do, in the fixed binary header of its frame (the harness
+/// reads it with `struct`, which costs the forked process far less than parsing JSON).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JobHeader {
+    /// 0 probe, 1 tests, 2 driver.
+    pub kind: u8,
+    /// First test to run.
+    pub start: u32,
+    /// Setup code runs after the program.
+    pub setup_after: bool,
+    /// Strict comparison in asserts.
+    pub strict: bool,
+    /// Address-space limit in bytes.
+    pub memory: u64,
+    /// Wall-clock limit of the job in seconds (the CPU limit is derived from it).
+    pub job_timeout: f64,
+    /// Largest file the job may write.
+    pub file_bytes: u64,
+    /// Most processes the job's uid may run.
+    pub processes: u32,
+    /// Most bytes a driver may emit.
+    pub max_emit: u64,
+}
+
+impl JobHeader {
+    /// Kind of a probe job.
+    pub const PROBE: u8 = 0;
+    /// Kind of a test job.
+    pub const TESTS: u8 = 1;
+    /// Kind of a driver job.
+    pub const DRIVER: u8 = 2;
+
+    /// Big-endian layout `>16sBI??QdQIQ` (the harness's `JOB_HEADER`), secret first.
+    fn encode(&self, nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
+        let mut b = Vec::with_capacity(59);
+        b.extend_from_slice(nonce);
+        b.push(self.kind);
+        b.extend_from_slice(&self.start.to_be_bytes());
+        b.push(u8::from(self.setup_after));
+        b.push(u8::from(self.strict));
+        b.extend_from_slice(&self.memory.to_be_bytes());
+        b.extend_from_slice(&self.job_timeout.to_be_bytes());
+        b.extend_from_slice(&self.file_bytes.to_be_bytes());
+        b.extend_from_slice(&self.processes.to_be_bytes());
+        b.extend_from_slice(&self.max_emit.to_be_bytes());
+        b
+    }
+}
+
 /// Per-attempt instructions for [`Worker::attempt`].
 pub(crate) struct AttemptSpec<'a> {
-    /// JSON header of the job (without the nonce, which is added here).
-    pub header: Value,
+    /// The fixed header (the secret is added per attempt).
+    pub header: JobHeader,
+    /// Sources the child compiles itself (JSON: `program`, `setup`, `tests` or `driver`), when
+    /// the compiler did not.
+    pub sources: Option<Value>,
     /// The compiler's answer for this job (empty: the child compiles).
     pub code: &'a [u8],
     /// Raw payload (driver jobs).
@@ -403,11 +455,18 @@ impl Worker {
     /// Runs the isolation probe: one child that sets up every per-job layer and reports.
     pub(crate) fn probe(&mut self, python: &str) -> Result<Vec<IsolationLayer>, SandboxError> {
         let spec = AttemptSpec {
-            header: json!({
-                "kind": "probe",
-                "limits": {"memory": 1u64 << 30, "job_timeout": 10, "test_timeout": 10,
-                           "output_bytes": 4096},
-            }),
+            header: JobHeader {
+                kind: JobHeader::PROBE,
+                start: 0,
+                setup_after: true,
+                strict: true,
+                memory: 1 << 30,
+                job_timeout: 10.0,
+                file_bytes: 1 << 20,
+                processes: 32,
+                max_emit: 0,
+            },
+            sources: None,
             code: &[],
             payload: &[],
             tests: 0,
@@ -449,11 +508,16 @@ impl Worker {
     pub(crate) fn attempt(&mut self, spec: &AttemptSpec<'_>) -> Result<Events, SandboxError> {
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce)?;
-        let mut header = spec.header.clone();
-        header["nonce"] = Value::String(nonce.iter().map(|b| format!("{b:02x}")).collect());
-        let header = serde_json::to_vec(&header)
-            .map_err(|e| SandboxError::Worker(format!("encoding job: {e}")))?;
-        write_job(&mut self.input, &[&header, spec.code, spec.payload])?;
+        let header = spec.header.encode(&nonce);
+        let sources = match &spec.sources {
+            Some(v) => serde_json::to_vec(v)
+                .map_err(|e| SandboxError::Worker(format!("encoding job: {e}")))?,
+            None => Vec::new(),
+        };
+        write_job(
+            &mut self.input,
+            &[&header, spec.code, spec.payload, &sources],
+        )?;
 
         let mut ev = Events::new(spec.tests, spec.output_bytes);
         let mut reader = RecordReader::new(nonce);
