@@ -824,8 +824,8 @@ def split_frame(frame):
 
 
 def prepare(job, code_blob):
-    """The child's view of what to run: see child_run. Compiles here (under the job's limits)
-    only what the compiler did not."""
+    """What the child runs (see child_run), from the compiler's code; without it (empty
+    `code_blob`) compiles the job's sources, which only the child may do (under its limits)."""
     import marshal
     kind = job["kind"]
     mapping = strict_mapping(TAG[0])
@@ -868,15 +868,13 @@ def prepare(job, code_blob):
     return out, None
 
 
-def child_main(frame, job_dir):
-    try:
-        job, nonce, code_blob, payload = split_frame(frame)
-    except BaseException:
-        os._exit(70)
+def child_main(job, nonce, payload, compiled, job_dir):
     try:
         probe = job["kind"] == "probe"
-        compiled = None if probe else prepare(job, code_blob)
         layers = sandbox_child(job_dir, job["limits"], probe)
+        if compiled is None and not probe:
+            # The compiler did not compile this job: do it here, under the job's limits.
+            compiled = prepare(job, b"")
         if probe:
             layers = [("stray_process_sweep", IS_PID1,
                        "after each job every process left under the job's uid is killed and "
@@ -1005,8 +1003,11 @@ def remove_tree(d):
 
 
 def run_job(frame, base):
-    """Forks one child for the job (which parses the frame itself), waits for it and cleans up;
-    returns the child's end."""
+    """Forks one child for the job, waits for it and cleans up; returns the child's end. The
+    frame is read and the compiler's code loaded here, before the fork: work done here costs
+    less than in the child, whose every first write to a page is a copy-on-write fault."""
+    job, nonce, code_blob, payload = split_frame(frame)
+    compiled = prepare(job, code_blob) if len(code_blob) else None
     d = make_job_dir(base)
     try:
         drain_acks()
@@ -1016,7 +1017,7 @@ def run_job(frame, base):
             FREEZE()
         pid = os.fork()
         if pid == 0:
-            child_main(frame, d)
+            child_main(job, nonce, payload, compiled, d)
             os._exit(71)
         while True:
             try:
