@@ -139,7 +139,7 @@ def sandbox_child(job_dir, limits, probe):
             else:
                 step(arg)
             if probe:
-                layers.append((name, True, LAYER_DETAILS[name] % CFG.uid))
+                layers.append((name, True, LAYER_DETAILS[name].replace("UID", str(CFG.uid))))
         except Exception as e:  # noqa
             layers.append((name, False, "%s: %s" % (type(e).__name__, e)))
             if CFG.strict_layers:
@@ -148,8 +148,8 @@ def sandbox_child(job_dir, limits, probe):
 
 
 LAYER_DETAILS = {
-    "unprivileged_uid": "jobs run as uid/gid %d, no groups",
-    "rlimits": "address space, CPU, file size, 64 open files, processes, no core (uid %d)",
+    "unprivileged_uid": "jobs run as uid/gid UID, no groups",
+    "rlimits": "address space, CPU, file size, 64 open files, processes, no core",
 }
 
 
