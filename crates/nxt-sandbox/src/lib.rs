@@ -64,11 +64,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod compiler;
 mod confine;
 mod pool;
 mod python;
 mod report;
 mod seccomp;
+mod wire;
 mod worker;
 
 pub use pool::{Pool, PoolConfig};

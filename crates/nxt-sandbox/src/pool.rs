@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::report::{IsolationLayer, IsolationReport};
-use crate::worker::{set_mode, AttemptSpec, Events, JobHeader, Spawn, Worker};
+use crate::wire::JobHeader;
+use crate::worker::{set_mode, AttemptSpec, Events, Spawn, Worker};
 use crate::{
     find_python, Comparison, DriverJob, DriverResult, Job, JobResult, Limits, SandboxError,
     SetupPlacement, TestOutcome, TestResult, Verdict,
