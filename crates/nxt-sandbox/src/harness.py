@@ -27,7 +27,6 @@ import sys
 import json
 import struct
 import signal
-import time
 import ast
 import gc
 import errno
@@ -54,7 +53,6 @@ os.dup2(_devnull, 0)
 os.dup2(_devnull, 1)
 os.close(_devnull)
 
-REC_MAGIC_LEN = 16
 # The Rust pool starts each worker as PID 1 of a fresh PID namespace.
 IS_PID1 = os.getpid() == 1
 
