@@ -708,7 +708,7 @@ def make_audit_hook(trusted_mode, protected):
 # Compiled tests and drivers, shared by every job (samples of one task share their tests).
 # Keyed by (kind, index, source, strict); cleared when it grows past CACHE_MAX entries.
 CACHE = {}
-CACHE_MAX = 20000
+CACHE_MAX = 4096
 
 
 def error_entry(e):
