@@ -33,6 +33,18 @@ fn job(program: &str, tests: &[&str]) -> Job {
     }
 }
 
+/// Kills a process the pool spawned. The listed pid waits for the process proper (PID 1 of
+/// its namespace, its child): that one goes first, so it is gone for sure before the next job.
+fn kill_tree(pid: u32) {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    for c in children.split_whitespace() {
+        // SAFETY: plain kill(2) of our own grandchild.
+        assert_eq!(unsafe { libc::kill(c.parse().unwrap(), libc::SIGKILL) }, 0);
+    }
+    // SAFETY: plain kill(2) of our own child.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+}
+
 #[test]
 fn isolation_is_complete() {
     let r = pool().isolation_report();
@@ -185,8 +197,7 @@ fn a_dead_compiler_is_survived() {
     .unwrap();
     let before = pool.compiler_pids();
     assert_eq!(before.len(), 1);
-    // SAFETY: plain kill(2) of our own child.
-    assert_eq!(unsafe { libc::kill(before[0] as i32, libc::SIGKILL) }, 0);
+    kill_tree(before[0]);
     let r = pool
         .run(&job(
             "def f():\n    return 1\n",
@@ -224,8 +235,7 @@ fn a_dead_worker_is_replaced_transparently() {
     .unwrap();
     let pids = pool.worker_pids();
     assert_eq!(pids.len(), 1);
-    // SAFETY: plain kill(2) of our own child.
-    assert_eq!(unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) }, 0);
+    kill_tree(pids[0]);
     let r = pool
         .run(&job("def f():\n    return 1\n", &["assert f() == 1"]))
         .expect("the job runs on a fresh worker");
