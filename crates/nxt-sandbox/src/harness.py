@@ -875,8 +875,8 @@ def child_main(job, nonce, payload, compiled, job_dir):
             compiled = prepare(job, b"")
         if probe:
             layers = [("stray_process_sweep", IS_PID1,
-                       "after each job every process left under the job's uid is killed and "
-                       "reaped" if IS_PID1 else "the worker is not PID 1 of a PID namespace")] \
+                       "after each job every process left in the worker's namespace is killed "
+                       "and reaped" if IS_PID1 else "the worker is not PID 1 of a PID namespace")] \
                 + layers \
                 + [("audit_hook", hasattr(sys, "addaudithook"),
                     "blocks frame/gc introspection, ctypes, process creation, /proc")]
