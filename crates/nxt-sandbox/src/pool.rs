@@ -126,6 +126,8 @@ pub struct Pool {
     shared: Shared,
     idle: Mutex<Vec<Worker>>,
     available: Condvar,
+    /// Workers in the pool, idle or busy (one that dies and cannot be restarted is lost).
+    live: AtomicUsize,
     report: IsolationReport,
 }
 
@@ -179,6 +181,7 @@ impl Pool {
             shared,
             idle: Mutex::new(vec![first]),
             available: Condvar::new(),
+            live: AtomicUsize::new(workers),
             report,
         };
         let rest: Vec<Result<(Worker, IsolationReport), SandboxError>> = std::thread::scope(|s| {
@@ -369,14 +372,19 @@ impl Pool {
         })
     }
 
-    fn checkout(&self) -> Worker {
+    fn checkout(&self) -> Result<Worker, SandboxError> {
         let mut idle = match self.idle.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
         loop {
             if let Some(w) = idle.pop() {
-                return w;
+                return Ok(w);
+            }
+            if self.live.load(Ordering::SeqCst) == 0 {
+                return Err(SandboxError::Worker(
+                    "no worker left: every one died and could not be restarted".into(),
+                ));
             }
             idle = match self.available.wait(idle) {
                 Ok(g) => g,
@@ -403,20 +411,18 @@ impl Pool {
     ) -> Result<T, SandboxError> {
         let mut last_err = None;
         for _attempt in 0..2 {
-            let mut w = self.checkout();
+            let mut w = self.checkout()?;
             match work(&mut w) {
                 Ok(v) => {
                     if w.degraded() {
-                        // Its compiler failed: a fresh worker brings a fresh one.
-                        let index = w.index;
-                        w.kill();
-                        match self.shared.spawn(index) {
-                            Ok((nw, _)) => self.checkin(nw),
-                            Err(e) => {
-                                return Err(SandboxError::Worker(format!(
-                                    "worker could not be restarted: {e}"
-                                )))
+                        // Its compiler failed: a fresh worker brings a fresh one (if none
+                        // starts, this one goes on, its jobs compiling in their own child).
+                        match self.shared.spawn(w.index) {
+                            Ok((fresh, _)) => {
+                                w.kill();
+                                self.checkin(fresh);
                             }
+                            Err(_) => self.checkin(w),
                         }
                     } else {
                         self.checkin(w);
@@ -428,8 +434,9 @@ impl Pool {
                     w.kill();
                     last_err = Some(e);
                     match self.shared.spawn(index) {
-                        Ok((nw, _)) => self.checkin(nw),
+                        Ok((fresh, _)) => self.checkin(fresh),
                         Err(e2) => {
+                            self.lose_worker();
                             return Err(SandboxError::Worker(format!(
                                 "worker died and could not be restarted: {e2}"
                             )));
@@ -439,6 +446,17 @@ impl Pool {
             }
         }
         Err(last_err.unwrap_or_else(|| SandboxError::Worker("job failed".into())))
+    }
+
+    /// Counts a worker that died for good, and wakes every waiter to see whether any is left.
+    fn lose_worker(&self) {
+        let idle = match self.idle.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        drop(idle);
+        self.available.notify_all();
     }
 }
 
