@@ -1,0 +1,1 @@
+//! `nxt-report`: Self-contained HTML reports (inline SVG plots) for evaluation and self-training runs.
