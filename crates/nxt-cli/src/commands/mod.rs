@@ -9,9 +9,12 @@ mod exec;
 mod generate;
 mod grade;
 mod repair;
+mod report;
 mod sample_candidates;
+mod selftrain;
 mod serve;
 mod trace;
+mod train;
 
 /// All subcommands.
 #[derive(Debug, Subcommand)]
@@ -34,6 +37,12 @@ pub enum Command {
     Generate(generate::Args),
     /// Serve a model over an OpenAI-compatible HTTP API.
     Serve(serve::Args),
+    /// Fine-tune a model (LoRA or full) on prompt/completion data; merge and check adapters.
+    Train(train::Args),
+    /// Self-training (NExT Algorithm 1): sample, keep passing fixes, fine-tune, pick by dev.
+    Selftrain(selftrain::Args),
+    /// Write a self-contained HTML report of an evaluation or self-training run.
+    Report(report::Args),
 }
 
 /// Dispatch one subcommand.
@@ -47,6 +56,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Selftrain(args) => selftrain::run(args),
+        Command::Report(args) => report::run(args),
         Command::Version => {
             println!("nxt {}", env!("CARGO_PKG_VERSION"));
             Ok(())
