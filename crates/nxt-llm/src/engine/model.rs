@@ -9,11 +9,253 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use candle_core::{DType, Device, Module, Result, Tensor, Var, D};
+use candle_core::backend::{BackendDevice, BackendStorage};
+use candle_core::op::BackpropOp;
+use candle_core::{
+    CpuStorage, CudaStorage, CustomOp1, DType, Device, Layout, Module, Result, Shape, Storage,
+    Tensor, Var, D,
+};
 use candle_nn::{VarBuilder, VarMap};
 
 use super::config::ModelConfig;
+
+type TensorFn = Box<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>;
+
+/// A unary op whose forward is computed with ordinary tensor ops on operands held outside the
+/// autograd graph (frozen weights, masks, tables), and whose backward returns only the
+/// input's gradient. candle's own ops compute (and keep) a gradient for every operand of a
+/// tracked node, frozen or not; this op records none for them.
+struct DetachedOp {
+    name: &'static str,
+    fwd: TensorFn,
+    bwd: TensorFn,
+}
+
+/// A contiguous copy of `(storage, layout)` as a tensor outside the graph.
+fn storage_tensor<S>(s: &S, l: &Layout, wrap: fn(S) -> Storage) -> Result<Tensor>
+where
+    S: BackendStorage,
+    S::Device: BackendDevice<Storage = S>,
+{
+    // SAFETY: every element of the buffer is written by `copy_strided_src` right below.
+    let mut dst = unsafe { s.device().alloc_uninit(l.shape(), s.dtype())? };
+    s.copy_strided_src(&mut dst, 0, l)?;
+    Ok(Tensor::from_storage(
+        wrap(dst),
+        l.shape().clone(),
+        BackpropOp::none(),
+        false,
+    ))
+}
+
+/// The storage of a tensor's values as a fresh contiguous buffer.
+fn owned_storage<S>(t: &Tensor, unwrap: fn(&Storage) -> Option<&S>) -> Result<(S, Shape)>
+where
+    S: BackendStorage,
+    S::Device: BackendDevice<Storage = S>,
+{
+    let (st, l) = t.storage_and_layout();
+    let Some(s) = unwrap(&st) else {
+        candle_core::bail!("detached op: the result is on another device than its input");
+    };
+    // SAFETY: every element of the buffer is written by `copy_strided_src` right below.
+    let mut dst = unsafe { s.device().alloc_uninit(l.shape(), s.dtype())? };
+    s.copy_strided_src(&mut dst, 0, l)?;
+    Ok((dst, l.shape().clone()))
+}
+
+impl CustomOp1 for DetachedOp {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = storage_tensor(s, l, Storage::Cpu)?;
+        let y = (self.fwd)(&x)?;
+        owned_storage(&y, |st| match st {
+            Storage::Cpu(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
+        let x = storage_tensor(s, l, Storage::Cuda)?;
+        let y = (self.fwd)(&x)?;
+        owned_storage(&y, |st| match st {
+            Storage::Cuda(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        (self.bwd)(grad_res).map(Some)
+    }
+}
+
+/// Applies `fwd` to `x`; when `x` is part of a graph, through a [`DetachedOp`] whose backward
+/// is `bwd` (the input's gradient only).
+fn detached(
+    name: &'static str,
+    x: &Tensor,
+    fwd: impl Fn(&Tensor) -> Result<Tensor> + Send + Sync + 'static,
+    bwd: impl Fn(&Tensor) -> Result<Tensor> + Send + Sync + 'static,
+) -> Result<Tensor> {
+    if !x.track_op() {
+        return fwd(x);
+    }
+    x.apply_op1(DetachedOp {
+        name,
+        fwd: Box::new(fwd),
+        bwd: Box::new(bwd),
+    })
+}
+
+/// `x·Wᵀ (+ b)` for `x: (rows, in)` and a frozen `(out, in)` weight (and `(out,)` bias) held
+/// outside the graph: the backward pass computes only `grad·W` for `x`, never a gradient for
+/// `W` or `b`. `wt` is an optional contiguous `(in, out)` copy of `W` for the forward.
+pub fn frozen_linear(
+    x: &Tensor,
+    weight: &Tensor,
+    wt: Option<&Tensor>,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    let w = weight.detach();
+    let wt = match wt {
+        Some(t) => t.detach(),
+        None => w.t()?,
+    };
+    let b = bias.map(|b| b.detach());
+    detached(
+        "frozen-linear",
+        x,
+        move |x| {
+            let y = x.matmul(&wt)?;
+            match &b {
+                Some(b) => y.broadcast_add(b),
+                None => Ok(y),
+            }
+        },
+        move |g| g.matmul(&w),
+    )
+}
+
+/// `x + c` (`c` broadcast to `x`'s shape) where `c` (a mask, a detached statistic) gets no
+/// gradient: the backward pass passes the gradient through to `x` only.
+pub fn const_add(x: &Tensor, c: &Tensor) -> Result<Tensor> {
+    let c = c.detach();
+    detached(
+        "const-add",
+        x,
+        move |x| x.broadcast_add(&c),
+        |g| Ok(g.clone()),
+    )
+}
+
+/// `x * c` (`c` broadcast to `x`'s shape) where `c` (a frozen norm weight, a RoPE table) gets
+/// no gradient: the backward pass computes only `grad * c` for `x`.
+pub fn const_mul(x: &Tensor, c: &Tensor) -> Result<Tensor> {
+    let c = c.detach();
+    let c2 = c.clone();
+    detached(
+        "const-mul",
+        x,
+        move |x| x.broadcast_mul(&c),
+        move |g| g.broadcast_mul(&c2),
+    )
+}
+
+/// Seeded random stream for LoRA dropout, shared by every branch of a model; its state can
+/// be read and restored so that a resumed training run draws the same masks.
+#[derive(Debug, Clone, Default)]
+pub struct DropoutRng {
+    state: Arc<Mutex<u64>>,
+}
+
+impl DropoutRng {
+    /// A stream starting at `state` (a seed, or a value from [`DropoutRng::state`]).
+    pub fn new(state: u64) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> u64 {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Restores a state read with [`DropoutRng::state`].
+    pub fn set_state(&self, state: u64) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    }
+
+    /// `n` keep-scales: `1/(1-p)` with probability `1-p`, else 0.
+    fn mask(&self, n: usize, p: f32) -> Vec<f32> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let keep = 1.0 / (1.0 - p);
+        (0..n)
+            .map(|_| {
+                *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = *s;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^= z >> 31;
+                let u = (z >> 40) as f32 / (1u64 << 24) as f32;
+                if u < p {
+                    0.0
+                } else {
+                    keep
+                }
+            })
+            .collect()
+    }
+}
+
+/// A trainable low-rank branch of a [`Linear`] layer (PEFT LoRA):
+/// `y += scaling · (dropout(x)·Aᵀ)·Bᵀ`.
+#[derive(Debug, Clone)]
+pub struct LoraBranch {
+    /// `(r, in)` down-projection (a [`Var`]'s tensor when training).
+    pub a: Tensor,
+    /// `(out, r)` up-projection (a [`Var`]'s tensor when training).
+    pub b: Tensor,
+    /// `alpha / r`, or `alpha / sqrt(r)` with rsLoRA.
+    pub scaling: f64,
+    /// Dropout probability on the branch's input (training mode only).
+    pub dropout: f32,
+    /// Dropout stream; `Some` only in training mode.
+    rng: Option<DropoutRng>,
+}
+
+impl LoraBranch {
+    /// A branch from its factors (inference mode: no dropout until
+    /// [`Transformer::set_lora_training`]).
+    pub fn new(a: Tensor, b: Tensor, scaling: f64, dropout: f32) -> Self {
+        Self {
+            a,
+            b,
+            scaling,
+            dropout,
+            rng: None,
+        }
+    }
+
+    fn forward(&self, x2: &Tensor) -> Result<Tensor> {
+        let x = match &self.rng {
+            Some(rng) if self.dropout > 0.0 => {
+                let m = rng.mask(x2.elem_count(), self.dropout);
+                let m = Tensor::from_vec(m, x2.shape(), x2.device())?.to_dtype(x2.dtype())?;
+                (x2 * m)?
+            }
+            _ => x2.clone(),
+        };
+        let a = self.a.to_dtype(x.dtype())?;
+        let b = self.b.to_dtype(x.dtype())?;
+        x.matmul(&a.t()?)?.matmul(&b.t()?)? * self.scaling
+    }
+}
 
 /// A linear layer `y = x W^T + b` with the weight in the PyTorch `(out, in)` layout.
 #[derive(Debug, Clone)]
@@ -24,6 +266,11 @@ pub struct Linear {
     pub bias: Option<Tensor>,
     /// Contiguous `(in, out)` copy used for inference, when prepared.
     wt: Option<Tensor>,
+    /// Optional trainable LoRA branch added to the output.
+    pub lora: Option<LoraBranch>,
+    /// The weight and bias are frozen constants: the forward goes through [`frozen_linear`],
+    /// so no gradient is computed or kept for them.
+    pub frozen: bool,
 }
 
 impl Linear {
@@ -33,7 +280,21 @@ impl Linear {
             weight,
             bias,
             wt: None,
+            lora: None,
+            frozen: false,
         }
+    }
+
+    /// Replaces the weight (dropping a prepared transposed copy; call
+    /// [`Transformer::prepare_for_inference`] again for the fast path).
+    pub fn set_weight(&mut self, weight: Tensor) {
+        self.weight = weight;
+        self.wt = None;
+    }
+
+    /// Output dimension.
+    pub fn out_dim(&self) -> usize {
+        self.weight.dims()[0]
     }
 
     fn load(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
@@ -67,12 +328,20 @@ impl Module for Linear {
         let in_dim = dims[dims.len() - 1];
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.reshape((rows, in_dim))?;
-        let y = match &self.wt {
-            Some(wt) => x2.matmul(wt)?,
-            None => x2.matmul(&self.weight.t()?)?,
+        let y = if self.frozen {
+            frozen_linear(&x2, &self.weight, self.wt.as_ref(), self.bias.as_ref())?
+        } else {
+            let y = match &self.wt {
+                Some(wt) => x2.matmul(wt)?,
+                None => x2.matmul(&self.weight.t()?)?,
+            };
+            match &self.bias {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            }
         };
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
+        let y = match &self.lora {
+            Some(l) => (y + l.forward(&x2)?)?,
             None => y,
         };
         let mut out_dims = dims;
@@ -89,6 +358,8 @@ pub struct RmsNorm {
     pub weight: Tensor,
     /// Epsilon.
     pub eps: f64,
+    /// The scale is a frozen constant (no gradient computed for it).
+    pub frozen: bool,
 }
 
 impl RmsNorm {
@@ -98,14 +369,19 @@ impl RmsNorm {
         }
         let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
         let inv = (ms + self.eps)?.sqrt()?.recip()?;
-        x.broadcast_mul(&inv)?.broadcast_mul(&self.weight)
+        let xn = x.broadcast_mul(&inv)?;
+        if self.frozen {
+            const_mul(&xn, &self.weight)
+        } else {
+            xn.broadcast_mul(&self.weight)
+        }
     }
 }
 
-/// Differentiable softmax over the last dimension.
+/// Differentiable softmax over the last dimension (the subtracted maximum gets no gradient).
 pub fn softmax_last_dim_slow(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let e = x.broadcast_sub(&max)?.exp()?;
+    let max = x.max_keepdim(D::Minus1)?.neg()?;
+    let e = const_add(x, &max)?.exp()?;
     let s = e.sum_keepdim(D::Minus1)?;
     e.broadcast_div(&s)
 }
@@ -146,7 +422,7 @@ fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor, fast: bool) -> Result<Tens
     let x1 = x.narrow(D::Minus1, 0, d / 2)?;
     let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
     let rot = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-    x.broadcast_mul(&cos)? + rot.broadcast_mul(&sin)?
+    const_mul(&x, &cos)? + const_mul(&rot, &sin)?
 }
 
 /// Key/value cache of one layer: preallocated `(b, kv_heads, capacity, head_dim)` buffers.
@@ -277,10 +553,15 @@ impl Attention {
         let scale = 1.0 / (hd as f64).sqrt();
         let att = (q.matmul(&k.t()?)? * scale)?;
         let att = match mask {
-            Some(m) => att
-                .reshape((b, self.n_kv, rep, t, l))?
-                .broadcast_add(m)?
-                .reshape((b, self.n_kv, rep * t, l))?,
+            Some(m) => {
+                let att = att.reshape((b, self.n_kv, rep, t, l))?;
+                let att = if fast {
+                    att.broadcast_add(m)?
+                } else {
+                    const_add(&att, m)?
+                };
+                att.reshape((b, self.n_kv, rep * t, l))?
+            }
             None => att,
         };
         let att = if fast {
@@ -434,6 +715,7 @@ impl Transformer {
             Ok(RmsNorm {
                 weight: vb.get(h, "weight")?,
                 eps: cfg.rms_norm_eps,
+                frozen: false,
             })
         };
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
@@ -561,7 +843,11 @@ impl Transformer {
             }
             let m = &mut l.mlp;
             m.down_proj.prepare()?;
-            if m.gate_up.is_none() {
+            let has_lora = m.gate_proj.lora.is_some() || m.up_proj.lora.is_some();
+            if has_lora {
+                m.gate_proj.prepare()?;
+                m.up_proj.prepare()?;
+            } else if m.gate_up.is_none() {
                 let w = Tensor::cat(&[&m.gate_proj.weight, &m.up_proj.weight], 0)?;
                 let b = match (&m.gate_proj.bias, &m.up_proj.bias) {
                     (Some(g), Some(u)) => Some(Tensor::cat(&[g, u], 0)?),
@@ -573,6 +859,88 @@ impl Transformer {
             }
         }
         self.lm_head.prepare()
+    }
+
+    /// The projection `module` (`q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`,
+    /// `up_proj` or `down_proj`) of decoder layer `layer`.
+    pub fn linear(&self, layer: usize, module: &str) -> Option<&Linear> {
+        let l = self.layers.get(layer)?;
+        Some(match module {
+            "q_proj" => &l.self_attn.q_proj,
+            "k_proj" => &l.self_attn.k_proj,
+            "v_proj" => &l.self_attn.v_proj,
+            "o_proj" => &l.self_attn.o_proj,
+            "gate_proj" => &l.mlp.gate_proj,
+            "up_proj" => &l.mlp.up_proj,
+            "down_proj" => &l.mlp.down_proj,
+            _ => return None,
+        })
+    }
+
+    /// Mutable access to a projection (see [`Transformer::linear`]). The fused inference copy
+    /// of `gate_proj`/`up_proj` is dropped, so changes to either take effect; call
+    /// [`Transformer::prepare_for_inference`] again for the fast path.
+    pub fn linear_mut(&mut self, layer: usize, module: &str) -> Option<&mut Linear> {
+        let l = self.layers.get_mut(layer)?;
+        Some(match module {
+            "q_proj" => &mut l.self_attn.q_proj,
+            "k_proj" => &mut l.self_attn.k_proj,
+            "v_proj" => &mut l.self_attn.v_proj,
+            "o_proj" => &mut l.self_attn.o_proj,
+            "gate_proj" => {
+                l.mlp.gate_up = None;
+                &mut l.mlp.gate_proj
+            }
+            "up_proj" => {
+                l.mlp.gate_up = None;
+                &mut l.mlp.up_proj
+            }
+            "down_proj" => &mut l.mlp.down_proj,
+            _ => return None,
+        })
+    }
+
+    /// Marks every base weight (projections, norms, LM head) as a frozen constant, so the
+    /// backward pass computes gradients only for what is added on top (LoRA branches). For
+    /// training with a frozen base; a model whose weights are all variables (full fine-tuning)
+    /// keeps `false`.
+    pub fn set_frozen(&mut self, frozen: bool) {
+        for l in &mut self.layers {
+            l.input_layernorm.frozen = frozen;
+            l.post_attention_layernorm.frozen = frozen;
+            let a = &mut l.self_attn;
+            for lin in [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj] {
+                lin.frozen = frozen;
+            }
+            let m = &mut l.mlp;
+            for lin in [&mut m.gate_proj, &mut m.up_proj, &mut m.down_proj] {
+                lin.frozen = frozen;
+            }
+        }
+        self.norm.frozen = frozen;
+        self.lm_head.frozen = frozen;
+    }
+
+    /// Training mode for the LoRA branches: `Some(rng)` turns dropout on, drawing masks from
+    /// `rng`; `None` is inference mode (no dropout).
+    pub fn set_lora_training(&mut self, rng: Option<DropoutRng>) {
+        for l in &mut self.layers {
+            let a = &mut l.self_attn;
+            let m = &mut l.mlp;
+            for lin in [
+                &mut a.q_proj,
+                &mut a.k_proj,
+                &mut a.v_proj,
+                &mut a.o_proj,
+                &mut m.gate_proj,
+                &mut m.up_proj,
+                &mut m.down_proj,
+            ] {
+                if let Some(b) = &mut lin.lora {
+                    b.rng = rng.clone();
+                }
+            }
+        }
     }
 
     /// Every parameter with its Hugging Face name (the tied LM head is listed once, as the
