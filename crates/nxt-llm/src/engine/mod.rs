@@ -14,6 +14,7 @@
 //! # Ok::<(), nxt_llm::LlmError>(())
 //! ```
 
+pub mod adapter;
 pub mod chat;
 pub mod config;
 pub mod hub;
@@ -290,6 +291,13 @@ impl Generator for Engine {
         self.check(req.n, &req.params)?;
         let prompt = self.encode_prompt(&req.prompt)?;
         self.generate_from_ids(&prompt, req.n, &req.params)
+    }
+
+    fn prompt_fit(&self, prompt: &Prompt) -> Option<Result<crate::PromptFit, LlmError>> {
+        Some(self.encode_prompt(prompt).map(|ids| crate::PromptFit {
+            prompt_tokens: ids.len(),
+            context: self.model.cfg.max_position_embeddings,
+        }))
     }
 }
 
