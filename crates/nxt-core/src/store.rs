@@ -124,6 +124,40 @@ pub struct Counts {
     pub errors: i64,
 }
 
+/// One sample with its parse and verdict (see [`RunStore::sample_records`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRecord {
+    /// Task id.
+    pub task_id: String,
+    /// Sample row id.
+    pub sample_id: i64,
+    /// Index among its prompt's samples.
+    pub idx: i64,
+    /// Completion text.
+    pub text: String,
+    /// Prompt tokens.
+    pub prompt_tokens: i64,
+    /// Generated tokens.
+    pub completion_tokens: i64,
+    /// `stop`, `length` or `error`.
+    pub finish_reason: String,
+    /// Parsed successfully (None: not parsed yet).
+    pub parsed: Option<bool>,
+    /// The parsed rationale.
+    pub rationale: Option<String>,
+    /// The parsed fixed program.
+    pub program: Option<String>,
+    /// Passed all grading tests (None: not graded yet).
+    pub passed: Option<bool>,
+}
+
+/// What [`RunStore::import`] added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportCounts {
+    /// New samples.
+    pub samples: usize,
+}
+
 /// Token usage summed over samples of one prompt kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
@@ -664,6 +698,110 @@ impl RunStore {
             verdicts: q("SELECT COUNT(*) FROM verdicts")?,
             errors: q("SELECT COUNT(*) FROM errors")?,
         })
+    }
+
+    /// Every sample of one prompt kind with its parse and verdict, in task order, for
+    /// consumers that select samples (self-training's keep step).
+    pub fn sample_records(&self, kind: PromptKind) -> Result<Vec<SampleRecord>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT p.task_id, s.id, s.idx, s.text, s.prompt_tokens, s.completion_tokens,
+                        s.finish_reason, pa.ok, pa.rationale, pa.program, v.passed
+                 FROM samples s
+                 JOIN prompts p ON p.id = s.prompt_id
+                 JOIN tasks t ON t.task_id = p.task_id
+                 LEFT JOIN parses pa ON pa.sample_id = s.id
+                 LEFT JOIN verdicts v ON v.sample_id = s.id
+                 WHERE p.kind = ?1 ORDER BY t.task_id, p.parent_sample, s.idx",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![kind.as_str()], |r| {
+                Ok(SampleRecord {
+                    task_id: r.get(0)?,
+                    sample_id: r.get(1)?,
+                    idx: r.get(2)?,
+                    text: r.get(3)?,
+                    prompt_tokens: r.get(4)?,
+                    completion_tokens: r.get(5)?,
+                    finish_reason: r.get(6)?,
+                    parsed: r.get(7)?,
+                    rationale: r.get(8)?,
+                    program: r.get(9)?,
+                    passed: r.get(10)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Copies everything of another store of the same configuration into this one (shards
+    /// of one sampling stage joined before training): tasks, preparations, prompts, samples,
+    /// parses, verdicts and errors. Rows this store already has are kept; sample ids are
+    /// renumbered. Proxy prompts (which point at sample ids) are not merged.
+    pub fn import(&mut self, other: &Path) -> Result<ImportCounts, StoreError> {
+        let src = RunStore::open(other)?;
+        if let (Some(a), Some(b)) = (self.config()?, src.config()?) {
+            if a != b {
+                return Err(StoreError::ConfigMismatch {
+                    path: src.path.clone(),
+                    stored: a.to_string(),
+                    requested: b.to_string(),
+                });
+            }
+        }
+        drop(src);
+        let path = self.path.clone();
+        let err = |source: rusqlite::Error| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        self.conn
+            .execute("ATTACH DATABASE ?1 AS src", params![other.display().to_string()])
+            .map_err(err)?;
+        let result = (|| -> Result<ImportCounts, rusqlite::Error> {
+            let tx = self.conn.transaction()?;
+            let before: i64 = tx.query_row("SELECT COUNT(*) FROM samples", [], |r| r.get(0))?;
+            tx.execute_batch(
+                "INSERT OR IGNORE INTO meta SELECT * FROM src.meta;
+                 INSERT OR IGNORE INTO tasks SELECT * FROM src.tasks;
+                 UPDATE tasks SET prepared = 1,
+                     failing_test = (SELECT failing_test FROM src.tasks s WHERE s.task_id = tasks.task_id),
+                     trace = (SELECT trace FROM src.tasks s WHERE s.task_id = tasks.task_id),
+                     note = (SELECT note FROM src.tasks s WHERE s.task_id = tasks.task_id)
+                   WHERE prepared = 0 AND task_id IN (SELECT task_id FROM src.tasks WHERE prepared = 1);
+                 INSERT OR IGNORE INTO prompts(task_id, kind, parent_sample, prompt_json)
+                   SELECT task_id, kind, parent_sample, prompt_json FROM src.prompts WHERE parent_sample = 0;
+                 INSERT OR IGNORE INTO samples(prompt_id, idx, text, prompt_tokens, completion_tokens, finish_reason, created_at)
+                   SELECT dp.id, s.idx, s.text, s.prompt_tokens, s.completion_tokens, s.finish_reason, s.created_at
+                   FROM src.samples s JOIN src.prompts sp ON sp.id = s.prompt_id
+                   JOIN prompts dp ON dp.task_id = sp.task_id AND dp.kind = sp.kind AND dp.parent_sample = sp.parent_sample
+                   WHERE sp.parent_sample = 0;
+                 CREATE TEMP TABLE sample_map AS
+                   SELECT s.id AS src_id, ds.id AS dst_id
+                   FROM src.samples s JOIN src.prompts sp ON sp.id = s.prompt_id
+                   JOIN prompts dp ON dp.task_id = sp.task_id AND dp.kind = sp.kind AND dp.parent_sample = sp.parent_sample
+                   JOIN samples ds ON ds.prompt_id = dp.id AND ds.idx = s.idx
+                   WHERE sp.parent_sample = 0;
+                 INSERT OR IGNORE INTO parses(sample_id, ok, rationale, program, reason, completed)
+                   SELECT m.dst_id, p.ok, p.rationale, p.program, p.reason, p.completed
+                   FROM src.parses p JOIN sample_map m ON m.src_id = p.sample_id;
+                 INSERT OR IGNORE INTO verdicts(sample_id, passed, detail)
+                   SELECT m.dst_id, v.passed, v.detail FROM src.verdicts v JOIN sample_map m ON m.src_id = v.sample_id;
+                 INSERT INTO errors(task_id, stage, message, at) SELECT task_id, stage, message, at FROM src.errors;
+                 DROP TABLE sample_map;",
+            )?;
+            let after: i64 = tx.query_row("SELECT COUNT(*) FROM samples", [], |r| r.get(0))?;
+            tx.commit()?;
+            Ok(ImportCounts {
+                samples: (after - before) as usize,
+            })
+        })();
+        let detach = self.conn.execute("DETACH DATABASE src", []);
+        let counts = result.map_err(err)?;
+        detach.map_err(err)?;
+        Ok(counts)
     }
 }
 

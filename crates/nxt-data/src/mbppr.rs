@@ -86,8 +86,10 @@ struct Parsed {
     norm: String,
 }
 
-/// Parse and normalise programs in the sandbox (chunks of 2,000 per driver run).
-fn normalise_all<E: Executor + ?Sized>(
+/// Parse and normalise programs in the sandbox (chunks of 2,000 per driver run), never running
+/// them: per program (syntax ok, empty, normalised code). The normal form is `ast.unparse` with
+/// docstrings removed, so comments, blank lines and formatting do not count as differences.
+pub fn normalise_all<E: Executor + ?Sized>(
     exec: &E,
     programs: &[&str],
 ) -> Result<Vec<(bool, bool, String)>> {
