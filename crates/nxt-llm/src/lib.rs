@@ -117,6 +117,10 @@ pub enum LlmError {
     /// The request is invalid for this backend.
     #[error("invalid request: {0}")]
     Request(String),
+    /// The server refused the request for a reason no retry and no other prompt can fix
+    /// (authentication failed, unknown model or route): a run must stop with this message.
+    #[error("server refused: {0}")]
+    Refused(String),
     /// I/O error.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -156,5 +160,34 @@ pub trait Generator: Send + Sync {
     /// Token totals so far, for backends that count them (`None` otherwise).
     fn usage(&self) -> Option<TokenUsage> {
         None
+    }
+
+    /// Checks once, before any work, that the backend can serve at all (a server is
+    /// reachable, accepts the credentials and has the model). Backends with nothing to check
+    /// return `Ok`.
+    fn preflight(&self) -> Result<(), LlmError> {
+        Ok(())
+    }
+
+    /// The tokens `prompt` takes and the model's context length, for backends that know both
+    /// locally (the embedded engine); `None` where only the server knows (HTTP backends).
+    fn prompt_fit(&self, _prompt: &Prompt) -> Option<Result<PromptFit, LlmError>> {
+        None
+    }
+}
+
+/// How a prompt fits a model's context (see [`Generator::prompt_fit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptFit {
+    /// Tokens of the prompt (after the chat template).
+    pub prompt_tokens: usize,
+    /// The model's context length in tokens.
+    pub context: usize,
+}
+
+impl PromptFit {
+    /// Whether at least one new token can be generated after the prompt.
+    pub fn fits(&self) -> bool {
+        self.prompt_tokens < self.context
     }
 }

@@ -197,9 +197,68 @@ fn a_4xx_is_not_retried() {
     });
     let c = client(&[&s.url], 5);
     let err = c.generate(&req(1, None)).unwrap_err();
-    assert!(matches!(err, LlmError::Request(_)));
+    // Authentication failures stop a run: no retry, no other prompt can succeed either.
+    assert!(matches!(err, LlmError::Refused(_)), "{err:?}");
     assert!(err.to_string().contains("Incorrect API key"), "{err}");
+    assert!(err.to_string().contains("NXT_API_KEY"), "{err}");
     assert_eq!(s.seen.count.load(Ordering::SeqCst), 1);
+
+    let s = fault_server(None, |_, _| {
+        (
+            404,
+            vec![],
+            json!({"error": {"message": "The model `x` does not exist."}}),
+        )
+    });
+    let err = client(&[&s.url], 5).generate(&req(1, None)).unwrap_err();
+    assert!(matches!(err, LlmError::Refused(_)), "{err:?}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+
+    // A bad request belongs to that request (a prompt too long for the server's model).
+    let s = fault_server(None, |_, _| {
+        (
+            400,
+            vec![],
+            json!({"error": {"message": "This model's maximum context length is 2048 tokens"}}),
+        )
+    });
+    let err = client(&[&s.url], 5).generate(&req(1, None)).unwrap_err();
+    assert!(matches!(err, LlmError::Request(_)), "{err:?}");
+    assert!(err.to_string().contains("maximum context length"), "{err}");
+    assert_eq!(s.seen.count.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn preflight_fails_fast_on_a_dead_server_and_a_missing_model() {
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/v1", l.local_addr().unwrap())
+    };
+    let mut cfg = ClientConfig::new([dead.clone()]);
+    cfg.max_retries = 8;
+    cfg.backoff_base = Duration::from_secs(5);
+    let c = OpenAiClient::new(cfg).unwrap();
+    let err = c.preflight().unwrap_err();
+    assert!(matches!(err, LlmError::Server(_)), "{err:?}");
+    assert!(err.to_string().contains("cannot reach the server"), "{err}");
+    assert!(err.to_string().contains(&dead), "{err}");
+
+    let s = fault_server(None, |_, v| (200, vec![], echo(v)));
+    // The model name comes from the server's list ...
+    let c = client(&[&s.url], 0);
+    c.preflight().unwrap();
+    assert!(c.name().starts_with("fault-model @ "), "{}", c.name());
+    // ... and a configured one it does not list is refused with the list.
+    let mut cfg = ClientConfig::new([s.url.clone()]);
+    cfg.model = Some("other-model".into());
+    let err = OpenAiClient::new(cfg).unwrap().preflight().unwrap_err();
+    assert!(matches!(err, LlmError::Refused(_)), "{err:?}");
+    assert!(err.to_string().contains("\"fault-model\""), "{err}");
+    // One dead endpoint among live ones is left to the load sharing.
+    let mut cfg = ClientConfig::new([s.url.clone(), dead]);
+    cfg.model = Some("fault-model".into());
+    OpenAiClient::new(cfg).unwrap().preflight().unwrap();
+    assert_eq!(s.seen.count.load(Ordering::SeqCst), 0);
 }
 
 #[test]

@@ -406,6 +406,11 @@ impl Generator for OpenAiClient {
         }
     }
 
+    fn preflight(&self) -> Result<(), LlmError> {
+        let inner = self.inner.clone();
+        self.run(async move { inner.preflight().await })
+    }
+
     fn usage(&self) -> Option<TokenUsage> {
         let s = self.stats();
         Some(TokenUsage {
@@ -584,11 +589,16 @@ impl Inner {
                     LlmError::Server(format!("GET {}: {}", ep.models_url, describe(&e)))
                 })?;
                 if !status.is_success() {
-                    return Err(LlmError::Server(format!(
+                    let why = format!(
                         "GET {} answered {status}: {} (pass the model name explicitly, e.g. --served-model)",
                         ep.models_url,
                         wire::error_message(&body)
-                    )));
+                    );
+                    return Err(if status.is_server_error() {
+                        LlmError::Server(why)
+                    } else {
+                        refusal(status, why)
+                    });
                 }
                 let list: wire::ModelList = serde_json::from_slice(&body).map_err(|e| {
                     LlmError::Server(format!("GET {}: not a model list: {e}", ep.models_url))
@@ -602,6 +612,80 @@ impl Inner {
             })
             .await
             .cloned()
+    }
+
+    /// One `GET /v1/models` per endpoint, no retries: when no endpoint can be reached, or one
+    /// refuses the credentials or does not list the configured model, this fails before any
+    /// work. An endpoint that cannot be reached while others can is left to the load sharing,
+    /// and a server error (5xx: still loading) to the retrying requests.
+    async fn preflight(&self) -> Result<(), LlmError> {
+        let mut unreachable = Vec::new();
+        for ep in &self.endpoints {
+            let resp = match self.http.get(&ep.models_url).send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    unreachable.push(format!("GET {}: {}", ep.models_url, describe(&e)));
+                    continue;
+                }
+            };
+            let status = resp.status();
+            let body = resp.bytes().await.map_err(|e| {
+                LlmError::Server(format!("GET {}: {}", ep.models_url, describe(&e)))
+            })?;
+            if status.is_server_error() {
+                continue;
+            }
+            if !status.is_success() {
+                if status == StatusCode::NOT_FOUND && self.config.model.is_some() {
+                    // Some servers have no model list; the configured name is used as given.
+                    continue;
+                }
+                return Err(refusal(
+                    status,
+                    format!(
+                        "GET {} answered {status}: {}",
+                        ep.models_url,
+                        wire::error_message(&body)
+                    ),
+                ));
+            }
+            let Ok(list) = serde_json::from_slice::<wire::ModelList>(&body) else {
+                continue;
+            };
+            let ids: Vec<String> = list.data.into_iter().map(|m| m.id).collect();
+            match &self.config.model {
+                Some(m) if !ids.is_empty() && !ids.contains(m) => {
+                    return Err(LlmError::Refused(format!(
+                        "{} does not serve model {m:?}; it lists {}",
+                        ep.base,
+                        ids.iter()
+                            .map(|i| format!("{i:?}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                Some(_) => {}
+                None => match ids.first() {
+                    Some(first) => {
+                        let _ = ep.model.set(first.clone());
+                    }
+                    None => {
+                        return Err(LlmError::Refused(format!(
+                            "GET {} lists no model (pass the model name explicitly, e.g. --served-model)",
+                            ep.models_url
+                        )))
+                    }
+                },
+            }
+        }
+        if unreachable.len() == self.endpoints.len() {
+            return Err(LlmError::Server(format!(
+                "cannot reach the server{}: {} (is it running, and is the URL right?)",
+                if unreachable.len() > 1 { "s" } else { "" },
+                unreachable.join("; ")
+            )));
+        }
+        Ok(())
     }
 
     /// One logical request (n samples, or 1) with retries over the endpoints.
@@ -679,12 +763,16 @@ impl Inner {
         n: usize,
         seed: Option<u64>,
     ) -> Result<Vec<Completion>, AttemptError> {
-        let model = self.model_for(ep).await.map_err(|e| AttemptError::Retry {
-            why: match e {
-                LlmError::Server(m) => m,
-                other => other.to_string(),
+        let model = self.model_for(ep).await.map_err(|e| match e {
+            LlmError::Refused(_) => AttemptError::Fatal(e),
+            LlmError::Server(m) => AttemptError::Retry {
+                why: m,
+                delay: None,
             },
-            delay: None,
+            other => AttemptError::Retry {
+                why: other.to_string(),
+                delay: None,
+            },
         })?;
         let p = &req.params;
         let send_top_k = p.top_k.is_some() && !ep.top_k_unsupported.load(Ordering::Relaxed);
@@ -766,11 +854,7 @@ impl Inner {
                     delay: retry_after,
                 });
             }
-            return Err(AttemptError::Fatal(if status.is_client_error() {
-                LlmError::Request(why)
-            } else {
-                LlmError::Server(why)
-            }));
+            return Err(AttemptError::Fatal(refusal(status, why)));
         }
         let parsed: ResponseBody = serde_json::from_slice(&bytes).map_err(|e| {
             AttemptError::Fatal(LlmError::Server(format!(
@@ -880,6 +964,21 @@ fn refuses_n(msg: &str) -> bool {
 }
 
 /// A reqwest error in words, with its causes (reqwest's Display alone says little).
+/// The error of a final 4xx: authentication, permission and not-found refusals stop a run
+/// ([`LlmError::Refused`]); other client errors belong to the request ([`LlmError::Request`]).
+fn refusal(status: StatusCode, why: String) -> LlmError {
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => LlmError::Refused(format!(
+            "{why} (check the API key in NXT_API_KEY or OPENAI_API_KEY)"
+        )),
+        StatusCode::NOT_FOUND => LlmError::Refused(format!(
+            "{why} (check the server URL and the model name, --served-model)"
+        )),
+        s if s.is_client_error() => LlmError::Request(why),
+        _ => LlmError::Server(why),
+    }
+}
+
 fn describe(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
