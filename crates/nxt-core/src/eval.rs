@@ -2,15 +2,23 @@
 //! recorded in the run store as they happen; resumable.
 //!
 //! Stages (each skips what the store already holds, so a rerun after a kill does only the
-//! missing work): store the tasks; prepare them (failing test + trace); sample `n` repairs per
-//! task, storing, parsing and grading each prompt's completions as soon as they arrive; the
-//! greedy repair; the proxy model's fixes from each sampled rationale; a final sweep that
-//! parses and grades anything left ungraded by an interruption.
+//! missing work): check that the generators can serve ([`Generator::preflight`]); store the
+//! tasks; prepare them (failing test + trace); check that every prompt fits the model's
+//! context (all tasks at once, before any sampling); sample `n` repairs per task, storing,
+//! parsing and grading each prompt's completions as soon as they arrive; the greedy repair;
+//! the proxy model's fixes from each sampled rationale (stored per proxy model); a final sweep
+//! that parses and grades anything left ungraded by an interruption.
+//!
+//! Generation errors are not sample failures. A request the backend refuses as invalid (a
+//! server's 400) is recorded in the errors table and stored as no sample at all, so the report
+//! counts it as missing, the run ends with an error, and a rerun asks again. A refusal no
+//! retry can fix (authentication, an unknown model: [`LlmError::Refused`]) and any other
+//! backend failure stop the run with the backend's message.
 
 use std::collections::BTreeMap;
 
 use nxt_data::RepairTask;
-use nxt_llm::{Completion, GenerationRequest, Generator, LlmError};
+use nxt_llm::{Completion, GenerationRequest, Generator, LlmError, Prompt};
 use nxt_sandbox::Pool;
 use serde::{Deserialize, Serialize};
 
@@ -78,12 +86,12 @@ pub struct EvalContext<'a> {
     pub proxy: Option<&'a dyn Generator>,
 }
 
-/// The configuration recorded in the store: a run directory holds one configuration.
+/// The configuration recorded in the store: a run directory holds one configuration. The
+/// proxy model is not part of it: proxy fixes are stored per proxy model.
 pub fn config_record(cfg: &EvalConfig, ctx: &EvalContext<'_>) -> serde_json::Value {
     serde_json::json!({
         "benchmark": cfg.benchmark,
         "model": ctx.generator.name(),
-        "proxy_model": ctx.proxy.map(|p| p.name()),
         "n": cfg.n,
         "temperature": cfg.temperature,
         "greedy": cfg.greedy,
@@ -93,8 +101,54 @@ pub fn config_record(cfg: &EvalConfig, ctx: &EvalContext<'_>) -> serde_json::Val
     })
 }
 
-/// Config keys that may change between a run and its resumption.
+/// Config keys that may change between a run and its resumption (`proxy_model` was recorded
+/// by earlier versions).
 pub const VOLATILE_CONFIG_KEYS: &[&str] = &["ks", "greedy", "proxy_model"];
+
+/// Checks that every prompt fits the generator's context, when the generator can tell
+/// ([`Generator::prompt_fit`]); all prompts that do not fit are named in one error, with what
+/// to change.
+pub fn check_prompts_fit(
+    generator: &dyn Generator,
+    prompts: &[(&str, &Prompt)],
+    what: &str,
+) -> Result<(), CoreError> {
+    let mut too_long: Vec<(String, usize)> = Vec::new();
+    let mut context = 0;
+    for (task_id, prompt) in prompts {
+        let Some(fit) = generator.prompt_fit(prompt) else {
+            return Ok(());
+        };
+        let fit = fit?;
+        context = fit.context;
+        if !fit.fits() {
+            too_long.push((task_id.to_string(), fit.prompt_tokens));
+        }
+    }
+    if too_long.is_empty() {
+        return Ok(());
+    }
+    let longest = too_long.iter().map(|t| t.1).max().unwrap_or(0);
+    let named: Vec<String> = too_long
+        .iter()
+        .take(10)
+        .map(|(id, n)| format!("{id} ({n} tokens)"))
+        .collect();
+    Err(CoreError::PromptsTooLong(format!(
+        "{} of {} {what} prompts do not fit the context of {} ({context} tokens; the longest has {longest}): {}{}; \
+         nothing was sampled. Shorten the prompt with --zero-shot (no worked exemplars) or a smaller \
+         --trace-budget, or use a model with a longer context",
+        too_long.len(),
+        prompts.len(),
+        generator.name(),
+        named.join(", "),
+        if too_long.len() > named.len() {
+            format!(" and {} more", too_long.len() - named.len())
+        } else {
+            String::new()
+        }
+    )))
+}
 
 fn request_seed(base: u64, task_id: &str, salt: u64) -> u64 {
     // FNV-1a over the task id, mixed with the salt: stable across runs and platforms.
@@ -118,7 +172,18 @@ pub fn run_eval(
     if cfg.n == 0 {
         return Err(CoreError::Invalid("--n must be at least 1".into()));
     }
+    if cfg.ks.contains(&0) {
+        return Err(CoreError::Invalid(
+            "pass@0 is not defined: every k must be at least 1".into(),
+        ));
+    }
+    ctx.generator.preflight()?;
+    if let Some(p) = ctx.proxy {
+        p.preflight()?;
+    }
     store.check_config(&config_record(cfg, ctx), VOLATILE_CONFIG_KEYS)?;
+    // Samples an earlier version recorded as failed generations are generated again.
+    store.drop_failed_samples()?;
     for (i, t) in tasks.iter().enumerate() {
         store.put_task(i, t)?;
     }
@@ -143,7 +208,18 @@ pub fn run_eval(
         });
     }
 
-    // 2. Sampled repairs, then greedy.
+    // 2. Every prompt must fit the model, checked for all tasks before any sampling.
+    let mut prompts = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let prep = store
+            .prep(&t.id)?
+            .ok_or_else(|| CoreError::Invalid(format!("task {} was not prepared", t.id)))?;
+        prompts.push((t.id.as_str(), prompt_for(t, &prep, &cfg.repair)));
+    }
+    let refs: Vec<(&str, &Prompt)> = prompts.iter().map(|(id, p)| (*id, p)).collect();
+    check_prompts_fit(ctx.generator, &refs, "repair")?;
+
+    // 3. Sampled repairs, then greedy.
     sample_stage(
         ctx,
         ctx.generator,
@@ -165,12 +241,12 @@ pub fn run_eval(
         )?;
     }
 
-    // 3. Proxy: the student gets each sampled rationale.
+    // 4. Proxy: the student gets each sampled rationale.
     if let Some(proxy) = ctx.proxy {
         proxy_stage(ctx, proxy, tasks, cfg, store, progress)?;
     }
 
-    // 4. Sweep: parse and grade anything an interruption left behind.
+    // 5. Sweep: parse and grade anything an interruption left behind.
     sweep(ctx.pool, &by_id, store, progress)?;
 
     build_report(
@@ -263,25 +339,19 @@ fn run_pending(
             let p = &chunk[i];
             let outcome = match r {
                 Ok(cs) => record_completions(ctx.pool, store, p.task, p.prompt_id, p.have, &cs),
-                // The request itself is invalid (e.g. the prompt exceeds the model's context):
-                // retrying cannot help, so its samples are recorded as failed, empty ones.
+                // The backend refused this request (a server's 400, a prompt too long for a
+                // server's model): a generation error, not a failed sample. Nothing is stored
+                // as a sample, so the report counts the samples as missing and a rerun asks
+                // again; the other tasks go on.
                 Err(LlmError::Request(msg)) => store
-                    .put_error(Some(&p.task.id), stage, &format!("invalid request: {msg}"))
-                    .and_then(|_| store.put_failed_samples(p.prompt_id, p.have, p.request.n))
-                    .map_err(CoreError::from)
-                    .and_then(|ids| {
-                        let parsed = parse_for(p.task, "");
-                        for id in ids {
-                            store.put_parse(id, &parsed)?;
-                            store.put_verdict(
-                                id,
-                                false,
-                                &serde_json::json!({"generation_error": msg}),
-                            )?;
-                        }
-                        Ok(())
-                    }),
-                // Anything else (server down, model files) stops the run; rerunning resumes.
+                    .put_error(
+                        Some(&p.task.id),
+                        stage,
+                        &format!("generation failed: {msg}"),
+                    )
+                    .map_err(CoreError::from),
+                // Anything else (server down, refused credentials, model files) stops the run;
+                // rerunning resumes.
                 Err(e) => store
                     .put_error(Some(&p.task.id), stage, &e.to_string())
                     .map_err(CoreError::from)
@@ -380,6 +450,7 @@ fn proxy_stage(
 ) -> Result<(), CoreError> {
     let mut pending = Vec::new();
     let mut total = 0;
+    let proxy_name = proxy.name();
     for t in tasks {
         let Some((pid, _)) = store.prompt(&t.id, PromptKind::Sample, 0)? else {
             continue;
@@ -391,7 +462,8 @@ fn proxy_stage(
                 None => parse_for(t, &s.text).rationale,
             };
             let prompt = build_proxy_prompt(t, &rationale, &cfg.repair.prompt);
-            let prompt_id = store.put_prompt(&t.id, PromptKind::Proxy, s.id, &prompt)?;
+            let prompt_id =
+                store.put_prompt_variant(&t.id, PromptKind::Proxy, s.id, &proxy_name, &prompt)?;
             if store.sample_count(prompt_id)? == 0 {
                 let seed = request_seed(cfg.seed, &t.id, (2u64 << 32) + s.id as u64);
                 let params = cfg.repair.sampling_for(cfg.temperature, Some(seed));
@@ -408,6 +480,11 @@ fn proxy_stage(
             }
         }
     }
+    let prompts: Vec<(&str, &Prompt)> = pending
+        .iter()
+        .map(|p| (p.task.id.as_str(), &p.request.prompt))
+        .collect();
+    check_prompts_fit(proxy, &prompts, "proxy")?;
     let already = total - pending.len();
     progress(&Progress {
         stage: "proxy",

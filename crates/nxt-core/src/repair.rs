@@ -27,6 +27,10 @@ pub enum CoreError {
     /// Bad settings or input.
     #[error("{0}")]
     Invalid(String),
+    /// Prompts longer than the model's context (found before sampling; the message names
+    /// them and what to change).
+    #[error("{0}")]
+    PromptsTooLong(String),
     /// Writing a report failed.
     #[error("{path}: {source}")]
     Io {

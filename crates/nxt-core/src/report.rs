@@ -1,6 +1,7 @@
 //! Reports of an evaluation run, computed from the run store: pass@k (the unbiased estimator
-//! of `nxt-data`), greedy pass@1, proxy pass@k, unparseable rate, token usage; as text, JSON
-//! and markdown.
+//! of `nxt-data`), greedy pass@1, proxy pass@k (per proxy model), unparseable rate, token
+//! usage and generation errors; as text, JSON and markdown. Every figure of one report covers
+//! the same tasks (those asked for now, even when the store holds more).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -51,6 +52,37 @@ pub struct KindSummary {
     pub usage: Usage,
 }
 
+/// One proxy model's fixes from the sampled rationales.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProxySummary {
+    /// The proxy model.
+    pub model: String,
+    /// Its fixes.
+    pub summary: KindSummary,
+}
+
+/// A task whose samples could not (all) be generated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationError {
+    /// Task id.
+    pub task_id: String,
+    /// Stage (`sample`, `greedy`, `proxy`).
+    pub stage: String,
+    /// Samples missing.
+    pub missing: usize,
+    /// The backend's last message for this task and stage.
+    pub message: String,
+}
+
+/// Samples the generator did not produce (generation errors; a rerun retries them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationErrors {
+    /// Samples missing over all tasks and stages.
+    pub missing: usize,
+    /// Per task and stage.
+    pub tasks: Vec<GenerationError>,
+}
+
 /// The report of an evaluation run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
@@ -78,8 +110,14 @@ pub struct EvalReport {
     pub greedy_pass_at_1: Option<f64>,
     /// Greedy samples.
     pub greedy: Option<KindSummary>,
-    /// Proxy fixes from each rationale.
+    /// Proxy fixes from each rationale (the proxy model of this invocation).
     pub proxy: Option<KindSummary>,
+    /// Every proxy model whose fixes the run holds, side by side.
+    #[serde(default)]
+    pub proxies: Vec<ProxySummary>,
+    /// Samples that could not be generated (the run is incomplete while this is non-zero).
+    #[serde(default)]
+    pub generation_errors: GenerationErrors,
     /// Rows in the store.
     pub store_counts: Counts,
     /// Recorded errors / notes (tracing notes, generation failures).
@@ -94,12 +132,17 @@ type PerTask = (usize, usize, usize);
 fn summarize(
     store: &RunStore,
     kind: PromptKind,
+    variant: Option<&str>,
     ids: &BTreeMap<&str, usize>,
     ks: &[usize],
 ) -> Result<(KindSummary, Vec<PerTask>), CoreError> {
     let mut per: Vec<PerTask> = vec![(0, 0, 0); ids.len()];
     let mut s = KindSummary::default();
-    for o in store.outcomes(kind)? {
+    let outcomes = match variant {
+        Some(v) => store.outcomes_variant(kind, v)?,
+        None => store.outcomes(kind)?,
+    };
+    for o in outcomes {
         let Some(&i) = ids.get(o.task_id.as_str()) else {
             continue;
         };
@@ -127,8 +170,43 @@ fn summarize(
             s.pass_at_k.insert(k, v);
         }
     }
-    s.usage = store.usage(kind)?;
+    let task_ids: Vec<&str> = ids.keys().copied().collect();
+    s.usage = store.usage_of(kind, variant, Some(&task_ids))?;
     Ok((s, per))
+}
+
+/// Samples expected but not stored, per task and stage, with the last recorded cause.
+fn generation_errors(
+    store: &RunStore,
+    tasks: &[RepairTask],
+    expected: &[(&str, Vec<usize>, &[PerTask])],
+) -> Result<GenerationErrors, CoreError> {
+    let mut last: BTreeMap<(String, String), String> = BTreeMap::new();
+    for (task, stage, message) in store.errors()? {
+        if let Some(task) = task {
+            last.insert((task, stage), message);
+        }
+    }
+    let mut out = GenerationErrors::default();
+    for (stage, want, got) in expected {
+        for (i, t) in tasks.iter().enumerate() {
+            let missing = want[i].saturating_sub(got[i].0);
+            if missing == 0 {
+                continue;
+            }
+            out.missing += missing;
+            out.tasks.push(GenerationError {
+                task_id: t.id.clone(),
+                stage: stage.to_string(),
+                missing,
+                message: last
+                    .get(&(t.id.clone(), stage.to_string()))
+                    .cloned()
+                    .unwrap_or_else(|| "not generated (the run was interrupted?)".into()),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Compute the report of `tasks` from the store.
@@ -144,9 +222,29 @@ pub fn build_report(
         .enumerate()
         .map(|(i, t)| (t.id.as_str(), i))
         .collect();
-    let (sampled, per) = summarize(store, PromptKind::Sample, &ids, &cfg.ks)?;
-    let (greedy, gper) = summarize(store, PromptKind::Greedy, &ids, &[1])?;
-    let (proxy, pper) = summarize(store, PromptKind::Proxy, &ids, &cfg.ks)?;
+    let (sampled, per) = summarize(store, PromptKind::Sample, None, &ids, &cfg.ks)?;
+    let (greedy, gper) = summarize(store, PromptKind::Greedy, None, &ids, &[1])?;
+    let (proxy, pper) = match &proxy_model {
+        Some(m) => summarize(store, PromptKind::Proxy, Some(m), &ids, &cfg.ks)?,
+        None => (KindSummary::default(), vec![(0, 0, 0); tasks.len()]),
+    };
+    let mut proxies = Vec::new();
+    for m in store.variants(PromptKind::Proxy)? {
+        let (summary, _) = summarize(store, PromptKind::Proxy, Some(&m), &ids, &cfg.ks)?;
+        if summary.samples > 0 || proxy_model.as_deref() == Some(m.as_str()) {
+            proxies.push(ProxySummary { model: m, summary });
+        }
+    }
+    let mut expected: Vec<(&str, Vec<usize>, &[PerTask])> =
+        vec![("sample", vec![cfg.n; tasks.len()], &per)];
+    if cfg.greedy {
+        expected.push(("greedy", vec![1; tasks.len()], &gper));
+    }
+    if proxy_model.is_some() {
+        // One proxy fix per stored sampled repair.
+        expected.push(("proxy", per.iter().map(|p| p.0).collect(), &pper));
+    }
+    let generation_errors = generation_errors(store, tasks, &expected)?;
     let mut per_task = Vec::new();
     let mut traced_tasks = 0;
     for (i, t) in tasks.iter().enumerate() {
@@ -164,7 +262,7 @@ pub fn build_report(
         });
     }
     let has_greedy = greedy.samples > 0;
-    let has_proxy = proxy.samples > 0 || proxy_model.is_some();
+    let has_proxy = proxy_model.is_some();
     Ok(EvalReport {
         benchmark: cfg.benchmark.clone(),
         model,
@@ -183,6 +281,8 @@ pub fn build_report(
         sampled,
         greedy: has_greedy.then_some(greedy),
         proxy: has_proxy.then_some(proxy),
+        proxies,
+        generation_errors,
         store_counts: store.counts()?,
         errors: store.errors()?.len(),
         per_task,
@@ -218,14 +318,9 @@ impl EvalReport {
         if let Some(g) = self.greedy_pass_at_1 {
             let _ = writeln!(s, "  greedy pass@1 {}%", pct(g));
         }
-        if let Some(p) = &self.proxy {
-            for (k, v) in &p.pass_at_k {
-                let _ = writeln!(
-                    s,
-                    "  proxy pass@{k:<3} {}% ({})",
-                    pct(*v),
-                    self.proxy_model.as_deref().unwrap_or("?")
-                );
+        for p in &self.proxies {
+            for (k, v) in &p.summary.pass_at_k {
+                let _ = writeln!(s, "  proxy pass@{k:<3} {}% ({})", pct(*v), p.model);
             }
         }
         let _ = writeln!(
@@ -241,7 +336,36 @@ impl EvalReport {
         if self.sampled.ungraded > 0 {
             let _ = writeln!(s, "  WARNING: {} samples not graded", self.sampled.ungraded);
         }
+        let g = &self.generation_errors;
+        if g.missing > 0 {
+            let _ = writeln!(
+                s,
+                "  GENERATION ERRORS: {} samples of {} tasks were not generated (figures above \
+                 leave them out; rerun the same command to retry them):",
+                g.missing,
+                g.tasks
+                    .iter()
+                    .map(|t| t.task_id.as_str())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
+            );
+            for t in g.tasks.iter().take(5) {
+                let _ = writeln!(
+                    s,
+                    "    {} ({}, {} missing): {}",
+                    t.task_id, t.stage, t.missing, t.message
+                );
+            }
+            if g.tasks.len() > 5 {
+                let _ = writeln!(s, "    ... and {} more (see report.md)", g.tasks.len() - 5);
+            }
+        }
         s
+    }
+
+    /// Whether every requested sample was generated.
+    pub fn complete(&self) -> bool {
+        self.generation_errors.missing == 0
     }
 
     /// Markdown report.
@@ -279,9 +403,9 @@ impl EvalReport {
         if let Some(g) = self.greedy_pass_at_1 {
             let _ = writeln!(s, "| greedy pass@1 | {} |", pct(g));
         }
-        if let Some(p) = &self.proxy {
-            for (k, v) in &p.pass_at_k {
-                let _ = writeln!(s, "| proxy pass@{k} | {} |", pct(*v));
+        for p in &self.proxies {
+            for (k, v) in &p.summary.pass_at_k {
+                let _ = writeln!(s, "| proxy pass@{k} ({}) | {} |", p.model, pct(*v));
             }
         }
         let _ = writeln!(
@@ -292,11 +416,13 @@ impl EvalReport {
             self.sampled.samples
         );
         let _ = writeln!(s, "\n## Token usage\n\n| kind | completions | prompt tokens | generated tokens | cut at max_tokens |\n|---|---|---|---|---|");
-        let rows = [
-            ("sampled", Some(&self.sampled)),
-            ("greedy", self.greedy.as_ref()),
-            ("proxy", self.proxy.as_ref()),
+        let mut rows = vec![
+            ("sampled".to_string(), Some(&self.sampled)),
+            ("greedy".to_string(), self.greedy.as_ref()),
         ];
+        for p in &self.proxies {
+            rows.push((format!("proxy ({})", p.model), Some(&p.summary)));
+        }
         for (name, k) in rows {
             if let Some(k) = k {
                 let u = &k.usage;
@@ -304,6 +430,24 @@ impl EvalReport {
                     s,
                     "| {name} | {} | {} | {} | {} |",
                     u.completions, u.prompt_tokens, u.completion_tokens, u.truncated
+                );
+            }
+        }
+        let g = &self.generation_errors;
+        if g.missing > 0 {
+            let _ = writeln!(
+                s,
+                "\n## Generation errors\n\n{} samples were not generated; the figures above leave them out. Rerun the same command to retry them.\n\n| task | stage | missing | cause |\n|---|---|---|---|",
+                g.missing
+            );
+            for t in &g.tasks {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} |",
+                    t.task_id,
+                    t.stage,
+                    t.missing,
+                    t.message.replace('|', "\\|").replace('\n', " ")
                 );
             }
         }

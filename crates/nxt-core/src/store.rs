@@ -36,14 +36,12 @@ pub enum StoreError {
         message: String,
     },
     /// The run directory holds a run with another configuration.
-    #[error("run store {path}: it holds a run with a different configuration (stored: {stored}; requested: {requested}); use another --run-dir")]
+    #[error("run store {path} holds a run with another configuration: {differences}; use another --run-dir, or the stored settings to resume it")]
     ConfigMismatch {
         /// The database file.
         path: String,
-        /// Stored configuration (JSON).
-        stored: String,
-        /// Requested configuration (JSON).
-        requested: String,
+        /// Each setting that differs: `key: stored X, requested Y`.
+        differences: String,
     },
 }
 
@@ -189,7 +187,8 @@ CREATE TABLE IF NOT EXISTS prompts(
     kind TEXT NOT NULL,
     parent_sample INTEGER NOT NULL DEFAULT 0,
     prompt_json TEXT NOT NULL,
-    UNIQUE(task_id, kind, parent_sample));
+    variant TEXT NOT NULL DEFAULT '',
+    UNIQUE(task_id, kind, parent_sample, variant));
 CREATE TABLE IF NOT EXISTS samples(
     id INTEGER PRIMARY KEY,
     prompt_id INTEGER NOT NULL REFERENCES prompts(id),
@@ -247,7 +246,53 @@ impl RunStore {
             .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;")
             .map_err(|e| store.err(e))?;
         store.conn.execute_batch(SCHEMA).map_err(|e| store.err(e))?;
+        store.migrate().map_err(|e| store.err(e))?;
         Ok(store)
+    }
+
+    /// Stores written before prompts had a `variant` (the proxy model of a proxy prompt) get
+    /// the column; their proxy prompts belong to the proxy model named in the stored config.
+    fn migrate(&self) -> Result<(), rusqlite::Error> {
+        let has_variant: bool = self.conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('prompts') WHERE name = 'variant'",
+            [],
+            |r| r.get(0),
+        )?;
+        if has_variant {
+            return Ok(());
+        }
+        let proxy: String = self
+            .conn
+            .query_row(
+                "SELECT COALESCE(json_extract(value, '$.proxy_model'), '') FROM meta WHERE key = 'config'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or_default();
+        self.conn.execute_batch(
+            "PRAGMA foreign_keys=OFF;
+             BEGIN;
+             CREATE TABLE prompts_v2(
+                 id INTEGER PRIMARY KEY,
+                 task_id TEXT NOT NULL REFERENCES tasks(task_id),
+                 kind TEXT NOT NULL,
+                 parent_sample INTEGER NOT NULL DEFAULT 0,
+                 prompt_json TEXT NOT NULL,
+                 variant TEXT NOT NULL DEFAULT '',
+                 UNIQUE(task_id, kind, parent_sample, variant));
+             INSERT INTO prompts_v2(id, task_id, kind, parent_sample, prompt_json)
+                 SELECT id, task_id, kind, parent_sample, prompt_json FROM prompts;
+             DROP TABLE prompts;
+             ALTER TABLE prompts_v2 RENAME TO prompts;
+             COMMIT;
+             PRAGMA foreign_keys=ON;",
+        )?;
+        self.conn.execute(
+            "UPDATE prompts SET variant = ?1 WHERE kind = 'proxy'",
+            params![proxy],
+        )?;
+        Ok(())
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
@@ -305,13 +350,13 @@ impl RunStore {
             Some(s) => {
                 let old: serde_json::Value =
                     serde_json::from_str(&s).map_err(|e| self.corrupt(format!("config: {e}")))?;
-                if strip(&old) == strip(config) {
+                let differences = config_differences(&strip(&old), &strip(config));
+                if differences.is_empty() {
                     Ok(())
                 } else {
                     Err(StoreError::ConfigMismatch {
                         path: self.path.clone(),
-                        stored: s,
-                        requested: config.to_string(),
+                        differences: differences.join("; "),
                     })
                 }
             }
@@ -398,17 +443,30 @@ impl RunStore {
         parent_sample: i64,
         prompt: &Prompt,
     ) -> Result<i64, StoreError> {
+        self.put_prompt_variant(task_id, kind, parent_sample, "", prompt)
+    }
+
+    /// [`RunStore::put_prompt`] for one variant of a prompt kind: proxy prompts are keyed by
+    /// their proxy model, so several proxies of one run coexist.
+    pub fn put_prompt_variant(
+        &self,
+        task_id: &str,
+        kind: PromptKind,
+        parent_sample: i64,
+        variant: &str,
+        prompt: &Prompt,
+    ) -> Result<i64, StoreError> {
         let json = serde_json::to_string(prompt).map_err(|e| self.corrupt(e.to_string()))?;
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
         tx.execute(
-            "INSERT OR IGNORE INTO prompts(task_id, kind, parent_sample, prompt_json) VALUES(?1, ?2, ?3, ?4)",
-            params![task_id, kind.as_str(), parent_sample, json],
+            "INSERT OR IGNORE INTO prompts(task_id, kind, parent_sample, prompt_json, variant) VALUES(?1, ?2, ?3, ?4, ?5)",
+            params![task_id, kind.as_str(), parent_sample, json, variant],
         )
         .map_err(|e| self.err(e))?;
         let id = tx
             .query_row(
-                "SELECT id FROM prompts WHERE task_id=?1 AND kind=?2 AND parent_sample=?3",
-                params![task_id, kind.as_str(), parent_sample],
+                "SELECT id FROM prompts WHERE task_id=?1 AND kind=?2 AND parent_sample=?3 AND variant=?4",
+                params![task_id, kind.as_str(), parent_sample, variant],
                 |r| r.get(0),
             )
             .map_err(|e| self.err(e))?;
@@ -426,7 +484,7 @@ impl RunStore {
         let row: Option<(i64, String)> = self
             .conn
             .query_row(
-                "SELECT id, prompt_json FROM prompts WHERE task_id=?1 AND kind=?2 AND parent_sample=?3",
+                "SELECT id, prompt_json FROM prompts WHERE task_id=?1 AND kind=?2 AND parent_sample=?3 AND variant=''",
                 params![task_id, kind.as_str(), parent_sample],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -635,8 +693,72 @@ impl RunStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
-    /// Parse and verdict state of every sample of one prompt kind, in task order.
+    /// Parse and verdict state of every sample of one prompt kind (all variants), in task
+    /// order.
     pub fn outcomes(&self, kind: PromptKind) -> Result<Vec<Outcome>, StoreError> {
+        self.outcomes_where(kind, None)
+    }
+
+    /// [`RunStore::outcomes`] of one variant (a proxy model's fixes).
+    pub fn outcomes_variant(
+        &self,
+        kind: PromptKind,
+        variant: &str,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        self.outcomes_where(kind, Some(variant))
+    }
+
+    /// The variants stored for a prompt kind (the proxy models of a run), sorted.
+    pub fn variants(&self, kind: PromptKind) -> Result<Vec<String>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT DISTINCT variant FROM prompts WHERE kind = ?1 ORDER BY variant")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![kind.as_str()], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Removes every sample whose generation failed (finish reason `error`, written by
+    /// earlier versions for invalid requests), with its parse, verdict and the proxy prompts
+    /// built on it, so that a rerun generates them again. Returns how many were removed.
+    pub fn drop_failed_samples(&self) -> Result<usize, StoreError> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let n: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM samples WHERE finish_reason = 'error'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        if n > 0 {
+            tx.execute_batch(
+                "CREATE TEMP TABLE failed_samples(id INTEGER PRIMARY KEY);
+                 CREATE TEMP TABLE failed_prompts(id INTEGER PRIMARY KEY);
+                 INSERT INTO failed_samples SELECT id FROM samples WHERE finish_reason = 'error';
+                 INSERT INTO failed_prompts SELECT id FROM prompts
+                     WHERE kind = 'proxy' AND parent_sample IN (SELECT id FROM failed_samples);
+                 INSERT OR IGNORE INTO failed_samples
+                     SELECT id FROM samples WHERE prompt_id IN (SELECT id FROM failed_prompts);
+                 DELETE FROM verdicts WHERE sample_id IN (SELECT id FROM failed_samples);
+                 DELETE FROM parses WHERE sample_id IN (SELECT id FROM failed_samples);
+                 DELETE FROM samples WHERE id IN (SELECT id FROM failed_samples);
+                 DELETE FROM prompts WHERE id IN (SELECT id FROM failed_prompts);
+                 DROP TABLE failed_samples;
+                 DROP TABLE failed_prompts;",
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n as usize)
+    }
+
+    fn outcomes_where(
+        &self,
+        kind: PromptKind,
+        variant: Option<&str>,
+    ) -> Result<Vec<Outcome>, StoreError> {
         let mut st = self
             .conn
             .prepare(
@@ -645,11 +767,12 @@ impl RunStore {
                  JOIN tasks t ON t.task_id = p.task_id
                  LEFT JOIN parses pa ON pa.sample_id = s.id
                  LEFT JOIN verdicts v ON v.sample_id = s.id
-                 WHERE p.kind = ?1 ORDER BY t.position, p.parent_sample, s.idx",
+                 WHERE p.kind = ?1 AND (?2 IS NULL OR p.variant = ?2)
+                 ORDER BY t.position, p.parent_sample, s.idx",
             )
             .map_err(|e| self.err(e))?;
         let rows = st
-            .query_map(params![kind.as_str()], |r| {
+            .query_map(params![kind.as_str(), variant], |r| {
                 Ok(Outcome {
                     task_id: r.get(0)?,
                     sample_id: r.get(1)?,
@@ -661,14 +784,28 @@ impl RunStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
-    /// Token usage of one prompt kind.
+    /// Token usage of one prompt kind (all variants, all tasks).
     pub fn usage(&self, kind: PromptKind) -> Result<Usage, StoreError> {
+        self.usage_of(kind, None, None)
+    }
+
+    /// Token usage of one prompt kind, of one variant when `variant` is given, over the tasks
+    /// in `tasks` when given (so that a report's every figure covers the same tasks).
+    pub fn usage_of(
+        &self,
+        kind: PromptKind,
+        variant: Option<&str>,
+        tasks: Option<&[&str]>,
+    ) -> Result<Usage, StoreError> {
+        let tasks_json = tasks.map(|t| serde_json::Value::from(t.to_vec()).to_string());
         self.conn
             .query_row(
                 "SELECT COUNT(*), COALESCE(SUM(s.prompt_tokens),0), COALESCE(SUM(s.completion_tokens),0),
                         COALESCE(SUM(s.finish_reason='length'),0), COALESCE(SUM(s.finish_reason='error'),0)
-                 FROM samples s JOIN prompts p ON p.id = s.prompt_id WHERE p.kind = ?1",
-                params![kind.as_str()],
+                 FROM samples s JOIN prompts p ON p.id = s.prompt_id
+                 WHERE p.kind = ?1 AND (?2 IS NULL OR p.variant = ?2)
+                   AND (?3 IS NULL OR p.task_id IN (SELECT value FROM json_each(?3)))",
+                params![kind.as_str(), variant, tasks_json],
                 |r| {
                     Ok(Usage {
                         completions: r.get(0)?,
@@ -746,8 +883,7 @@ impl RunStore {
             if a != b {
                 return Err(StoreError::ConfigMismatch {
                     path: src.path.clone(),
-                    stored: a.to_string(),
-                    requested: b.to_string(),
+                    differences: config_differences(&a, &b).join("; "),
                 });
             }
         }
@@ -758,7 +894,10 @@ impl RunStore {
             source,
         };
         self.conn
-            .execute("ATTACH DATABASE ?1 AS src", params![other.display().to_string()])
+            .execute(
+                "ATTACH DATABASE ?1 AS src",
+                params![other.display().to_string()],
+            )
             .map_err(err)?;
         let result = (|| -> Result<ImportCounts, rusqlite::Error> {
             let tx = self.conn.transaction()?;
@@ -803,6 +942,40 @@ impl RunStore {
         detach.map_err(err)?;
         Ok(counts)
     }
+}
+
+/// The settings that differ between two configurations, `key: stored X, requested Y`, over
+/// the top-level keys (nested objects name their path, `repair.sampling.max_tokens`).
+pub fn config_differences(
+    stored: &serde_json::Value,
+    requested: &serde_json::Value,
+) -> Vec<String> {
+    fn walk(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    let null = serde_json::Value::Null;
+                    walk(
+                        &path,
+                        x.get(k).unwrap_or(&null),
+                        y.get(k).unwrap_or(&null),
+                        out,
+                    );
+                }
+            }
+            _ if a != b => out.push(format!("{prefix}: stored {a}, requested {b}")),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk("", stored, requested, &mut out);
+    out
 }
 
 #[cfg(test)]

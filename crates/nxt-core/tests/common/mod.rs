@@ -105,6 +105,8 @@ pub struct Canned {
     pub hang_after: Option<usize>,
     /// Requests for this task fail as invalid (like a prompt longer than the context).
     pub reject_task: Option<&'static str>,
+    /// Every request is refused like a server refusing the API key.
+    pub refuse: bool,
 }
 
 impl Canned {
@@ -116,6 +118,7 @@ impl Canned {
             prompts: Mutex::new(Vec::new()),
             hang_after: None,
             reject_task: None,
+            refuse: false,
         }
     }
 }
@@ -131,6 +134,12 @@ impl Generator for Canned {
             loop {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
             }
+        }
+        if self.refuse {
+            return Err(LlmError::Refused(
+                "POST /v1/chat/completions answered 401 Unauthorized: Incorrect API key provided"
+                    .into(),
+            ));
         }
         self.samples.fetch_add(request.n, Ordering::SeqCst);
         self.prompts.lock().unwrap().push(request.prompt.clone());
