@@ -1,0 +1,336 @@
+//! `results.json` and `report.md` of a run, assembled from the ledger (the source of truth),
+//! rewritten at each iteration's end and at the end of the run; and the terminal summary.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use nxt_core::EvalReport;
+use serde_json::{json, Map, Value};
+
+use crate::config::SelftrainConfig;
+use crate::error::SelftrainError;
+use crate::ledger::Ledger;
+
+/// The summary of one evaluation, as `results.json` holds it: pass@k, greedy pass@1, sizes,
+/// rates and per-task counts (for bootstrap intervals and coverage).
+pub fn eval_summary(r: &EvalReport, run_dir: &str) -> Value {
+    let mut v = Map::new();
+    for (k, p) in &r.sampled.pass_at_k {
+        v.insert(format!("pass@{k}"), json!(p));
+    }
+    if let Some(g) = r.greedy_pass_at_1 {
+        v.insert("greedy".into(), json!(g));
+    }
+    v.insert("n".into(), json!(r.n));
+    v.insert("tasks".into(), json!(r.tasks));
+    v.insert("with_trace".into(), json!(r.with_trace));
+    v.insert("unparseable".into(), json!(r.sampled.unparseable_rate));
+    let u = &r.sampled.usage;
+    let truncated = if u.completions > 0 {
+        u.truncated as f64 / u.completions as f64
+    } else {
+        0.0
+    };
+    v.insert("truncated".into(), json!(truncated));
+    v.insert(
+        "mean_completion_tokens".into(),
+        json!(if u.completions > 0 {
+            u.completion_tokens as f64 / u.completions as f64
+        } else {
+            0.0
+        }),
+    );
+    if let Some(p) = &r.proxy {
+        let mut pm = Map::new();
+        for (k, x) in &p.pass_at_k {
+            pm.insert(format!("pass@{k}"), json!(x));
+        }
+        pm.insert("model".into(), json!(r.proxy_model));
+        v.insert("proxy".into(), Value::Object(pm));
+    }
+    let mut per = Map::new();
+    for t in &r.per_task {
+        let mut e = json!({"n": t.n, "c": t.correct});
+        if let Some(g) = t.greedy_passed {
+            e["greedy"] = json!(g);
+        }
+        if t.proxy_n > 0 {
+            e["proxy_n"] = json!(t.proxy_n);
+            e["proxy_c"] = json!(t.proxy_correct);
+        }
+        per.insert(t.task_id.clone(), e);
+    }
+    v.insert("per_task".into(), Value::Object(per));
+    v.insert("run_dir".into(), json!(run_dir));
+    Value::Object(v)
+}
+
+fn stage(l: &Ledger, name: &str) -> Result<Option<(Value, f64)>, SelftrainError> {
+    l.stage(name)
+}
+
+/// Builds `results.json` from the ledger.
+pub fn build_results(
+    ledger: &Ledger,
+    cfg: &SelftrainConfig,
+    status: &str,
+) -> Result<Value, SelftrainError> {
+    let mut out = Map::new();
+    out.insert("kind".into(), json!("selftrain"));
+    out.insert("nxt_version".into(), json!(env!("CARGO_PKG_VERSION")));
+    out.insert("status".into(), json!(status));
+    out.insert(
+        "config".into(),
+        serde_json::to_value(cfg).unwrap_or(Value::Null),
+    );
+    let mut prov = Map::new();
+    let base = match stage(ledger, "warm-start")? {
+        Some((v, _)) => v["model"].clone(),
+        None => json!(cfg.model.base),
+    };
+    prov.insert("base_model".into(), base);
+    prov.insert("seed".into(), json!(cfg.run.seed));
+    if let Some((v, _)) = stage(ledger, "toy")? {
+        prov.insert("toy".into(), v);
+    }
+    if let Some((v, w)) = stage(ledger, "warm-start")? {
+        let mut ws = v;
+        ws["wall_s"] = json!(w);
+        out.insert("warm_start".into(), ws);
+    }
+    out.insert("provenance".into(), Value::Object(prov));
+    let mut wall = Map::new();
+    if let Some((mut v, w)) = stage(ledger, "hard")? {
+        v["wall_s"] = json!(w);
+        wall.insert("hard".into(), json!(w));
+        out.insert("hard".into(), v);
+    }
+    let mut base_m = Map::new();
+    if let Some((v, w)) = stage(ledger, "base/dev")? {
+        base_m.insert("dev".into(), v);
+        wall.insert("base_dev".into(), json!(w));
+    }
+    out.insert("base".into(), Value::Object(base_m));
+    let mut iters = Vec::new();
+    for i in 1.. {
+        let sample = stage(ledger, &format!("iter-{i}/sample"))?;
+        let keep = stage(ledger, &format!("iter-{i}/keep"))?;
+        let train = stage(ledger, &format!("iter-{i}/train"))?;
+        let dev = stage(ledger, &format!("iter-{i}/dev"))?;
+        if sample.is_none() && keep.is_none() && train.is_none() && dev.is_none() {
+            break;
+        }
+        let mut it = Map::new();
+        let mut w = Map::new();
+        it.insert("iteration".into(), json!(i));
+        if let Some((v, s)) = sample {
+            it.insert("sampled_from".into(), v["sampled_from"].clone());
+            it.insert(
+                "train_side".into(),
+                json!({"pass@1": v["pass@1"], "run_dir": v["run_dir"]}),
+            );
+            w.insert("sample".into(), json!(s));
+        }
+        if let Some((v, s)) = keep {
+            it.insert("kept".into(), v["kept"].clone());
+            it.insert("funnel".into(), v["funnel"].clone());
+            it.insert("kept_per_task".into(), v["kept_per_task"].clone());
+            it.insert("train_set".into(), v["train_set"].clone());
+            it.insert("train_set_sha256".into(), v["train_set_sha256"].clone());
+            w.insert("keep".into(), json!(s));
+        }
+        if let Some((v, s)) = train {
+            it.insert("train_loss".into(), v["final_loss"].clone());
+            it.insert("train".into(), v);
+            w.insert("train".into(), json!(s));
+        }
+        if let Some((v, s)) = dev {
+            it.insert("dev".into(), v);
+            w.insert("dev".into(), json!(s));
+        }
+        it.insert("wall_s".into(), Value::Object(w));
+        iters.push(Value::Object(it));
+    }
+    out.insert("iterations".into(), Value::Array(iters));
+    if let Some(b) = ledger.meta("best_iteration")? {
+        out.insert(
+            "best_iteration".into(),
+            json!(b.parse::<usize>().unwrap_or(0)),
+        );
+    }
+    // Test evaluations: test/<model>/<set>/<trace|no-trace>.
+    let mut test = Map::new();
+    for name in ledger.stages()? {
+        let parts: Vec<&str> = name.split('/').collect();
+        if parts.len() != 4 || parts[0] != "test" {
+            continue;
+        }
+        if let Some((v, w)) = stage(ledger, &name)? {
+            let model = if parts[1] == "base" { "base" } else { "best" };
+            let entry = test.entry(model.to_string()).or_insert_with(|| json!({}));
+            entry["model"] = json!(parts[1]);
+            let key = if parts[3] == "trace" {
+                "trace"
+            } else {
+                "no_trace"
+            };
+            entry[parts[2]][key] = v;
+            wall.insert(name.replace('/', "_"), json!(w));
+        }
+    }
+    out.insert("test".into(), Value::Object(test));
+    out.insert("wall_s".into(), Value::Object(wall));
+    Ok(Value::Object(out))
+}
+
+/// Writes `results.json` and `report.md` into the run directory (atomically) and returns the
+/// results.
+pub fn write_results(
+    run_dir: &Path,
+    ledger: &Ledger,
+    cfg: &SelftrainConfig,
+    status: &str,
+) -> Result<Value, SelftrainError> {
+    let v = build_results(ledger, cfg, status)?;
+    let write = |name: &str, text: &str| -> Result<(), SelftrainError> {
+        let p = run_dir.join(name);
+        let tmp = run_dir.join(format!("{name}.tmp"));
+        std::fs::write(&tmp, text).map_err(|e| SelftrainError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &p).map_err(|e| SelftrainError::io(&p, e))
+    };
+    let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+    write("results.json", &text)?;
+    write("report.md", &markdown(&v))?;
+    Ok(v)
+}
+
+fn pct(v: &Value) -> String {
+    v.as_f64()
+        .map(|x| format!("{:.1}", 100.0 * x))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The per-iteration table: dev pass@1 / greedy, train-side pass@1, kept, loss.
+pub fn summary_table(v: &Value) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<10} {:>12} {:>12} {:>12} {:>7} {:>10}",
+        "model", "dev pass@1", "dev greedy", "train pass@1", "kept", "train loss"
+    );
+    let base = &v["base"]["dev"];
+    let _ = writeln!(
+        s,
+        "{:<10} {:>12} {:>12} {:>12} {:>7} {:>10}",
+        "base",
+        pct(&base["pass@1"]),
+        pct(&base["greedy"]),
+        pct(&v["hard"]["pass@1"]),
+        "-",
+        "-"
+    );
+    let best = v["best_iteration"].as_u64();
+    for it in v["iterations"].as_array().into_iter().flatten() {
+        let i = it["iteration"].as_u64().unwrap_or(0);
+        let label = if best == Some(i) {
+            format!("iter {i} *")
+        } else {
+            format!("iter {i}")
+        };
+        let _ = writeln!(
+            s,
+            "{:<10} {:>12} {:>12} {:>12} {:>7} {:>10}",
+            label,
+            pct(&it["dev"]["pass@1"]),
+            pct(&it["dev"]["greedy"]),
+            pct(&it["train_side"]["pass@1"]),
+            it["kept"]
+                .as_u64()
+                .map(|k| k.to_string())
+                .unwrap_or("-".into()),
+            it["train_loss"]
+                .as_f64()
+                .map(|l| format!("{l:.4}"))
+                .unwrap_or("-".into())
+        );
+    }
+    if let Some(t) = v["test"].as_object() {
+        if !t.is_empty() {
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "{:<10} {:<22} {:>12} {:>12} {:>12} {:>12}",
+                "test", "set", "pass@1", "greedy", "no-trace p@1", "no-tr greedy"
+            );
+            for (who, sets) in t {
+                let model = sets["model"].as_str().unwrap_or(who);
+                for (set, r) in sets.as_object().into_iter().flatten() {
+                    if set == "model" {
+                        continue;
+                    }
+                    let _ = writeln!(
+                        s,
+                        "{:<10} {:<22} {:>12} {:>12} {:>12} {:>12}",
+                        model,
+                        set,
+                        pct(&r["trace"]["pass@1"]),
+                        pct(&r["trace"]["greedy"]),
+                        pct(&r["no_trace"]["pass@1"]),
+                        pct(&r["no_trace"]["greedy"])
+                    );
+                }
+            }
+        }
+    }
+    s
+}
+
+/// `report.md`: the summary table, the funnel per iteration and provenance.
+pub fn markdown(v: &Value) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Self-training run ({})\n",
+        v["status"].as_str().unwrap_or("?")
+    );
+    let _ = writeln!(
+        s,
+        "Base model: `{}`; nxt {}; seed {}.\n",
+        v["provenance"]["base_model"].as_str().unwrap_or("?"),
+        v["nxt_version"].as_str().unwrap_or("?"),
+        v["provenance"]["seed"]
+    );
+    let _ = writeln!(s, "```\n{}```\n", summary_table(v));
+    let _ = writeln!(
+        s,
+        "| iteration | tasks | with a pass | passing | after dedupe | after cap | training tokens |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for it in v["iterations"].as_array().into_iter().flatten() {
+        let f = &it["funnel"];
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            it["iteration"],
+            f["tasks_attempted"],
+            f["tasks_with_pass"],
+            f["passing_samples"],
+            f["after_dedupe"],
+            f["after_cap"],
+            f["training_tokens"]
+        );
+    }
+    if let Some(b) = v["best_iteration"].as_u64() {
+        let _ = writeln!(
+            s,
+            "\nBest iteration on dev: {} ({}).",
+            b,
+            if b == 0 {
+                "the base model"
+            } else {
+                "a fine-tuned model"
+            }
+        );
+    }
+    s
+}
