@@ -82,7 +82,7 @@ fn default_concurrency() -> usize {
 /// `mbpp-r:test`, `hefix+`) or a path to a JSONL file of repair tasks; relative paths are
 /// relative to the configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct DataSection {
     /// Training tasks (hard problems are chosen among them).
     pub train: String,

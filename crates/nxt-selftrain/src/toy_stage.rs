@@ -27,8 +27,9 @@ pub fn prepare(dir: &Path, options: &Value, pool: &Pool) -> Result<Value, Selftr
         "dev": a.dev.display().to_string(),
         "test": a.test.display().to_string(),
         "warm_start": a.warm_start.display().to_string(),
-        "counts": {"train": a.counts.train, "dev": a.counts.dev, "test": a.counts.test,
-                   "warm_start": a.counts.warm_start},
+        "counts": a.counts,
+        "tokens": a.tokens,
+        "summary": a.summary.display().to_string(),
         "options": serde_json::to_value(&opts).unwrap_or(Value::Null),
     }))
 }

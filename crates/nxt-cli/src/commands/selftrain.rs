@@ -1,10 +1,171 @@
-//! `nxt selftrain` (being built; replaced by the real command).
+//! `nxt selftrain`: the NExT self-training loop (Algorithm 1) from a TOML configuration,
+//! resumable in its run directory; `nxt selftrain merge` joins the stores of `--shard i/N`
+//! processes before training.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use nxt_selftrain::{Event, RunEnd, RunOptions, SelftrainConfig, Shard};
 
 /// Arguments of `nxt selftrain`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    /// `merge`: join shard stores.
+    #[command(subcommand)]
+    pub action: Option<Action>,
+    /// The configuration file (see examples/toy-selftrain.toml and examples/paper-selftrain.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Run directory (default: runs/selftrain-<config file stem>). Rerun the same command to
+    /// resume after an interruption.
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Sample and grade only shard i of N of the next sampling stage (a Slurm array task or a
+    /// Kubernetes indexed job), into a store of its own, then stop.
+    #[arg(long)]
+    pub shard: Option<Shard>,
+    /// Stop at a sampling stage whose samples are not all stored (the coordinator of a sharded
+    /// run: start the shards, `nxt selftrain merge`, then rerun).
+    #[arg(long)]
+    pub stop_before_sampling: bool,
+    /// Accept weaker sandbox isolation when some layers are unavailable.
+    #[arg(long)]
+    pub allow_weak_isolation: bool,
+}
+
+/// Subcommands of `nxt selftrain`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// Join the shard stores of every unfinished sampling stage of a run directory.
+    Merge {
+        /// The run directory.
+        #[arg(long)]
+        run_dir: PathBuf,
+    },
+}
+
+fn default_run_dir(config: &Path) -> PathBuf {
+    let stem = config
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "run".into());
+    PathBuf::from("runs").join(format!("selftrain-{stem}"))
+}
+
+/// Prints the loop's events: a progress bar per stage on a terminal, plain lines otherwise.
+struct Reporter {
+    tty: bool,
+    bar: Option<ProgressBar>,
+    last_plain: std::time::Instant,
+}
+
+impl Reporter {
+    fn new() -> Self {
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            bar: None,
+            last_plain: std::time::Instant::now(),
+        }
+    }
+
+    fn finish_bar(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+
+    fn event(&mut self, e: &Event) {
+        match e {
+            Event::Stage { name, detail } => {
+                self.finish_bar();
+                eprintln!("== {name}: {detail}");
+            }
+            Event::Progress(p) => {
+                if self.tty {
+                    let bar = self.bar.get_or_insert_with(|| {
+                        let b = ProgressBar::new(p.total as u64);
+                        b.set_style(
+                            ProgressStyle::with_template(
+                                "{prefix:>8} [{bar:30}] {pos}/{len} {msg} ({elapsed})",
+                            )
+                            .unwrap_or_else(|_| ProgressStyle::default_bar())
+                            .progress_chars("=> "),
+                        );
+                        b.enable_steady_tick(Duration::from_millis(200));
+                        b
+                    });
+                    bar.set_prefix(p.stage);
+                    bar.set_length(p.total as u64);
+                    bar.set_position(p.done as u64);
+                    bar.set_message(p.message.clone());
+                } else if self.last_plain.elapsed() > Duration::from_secs(10) || p.done == p.total {
+                    self.last_plain = std::time::Instant::now();
+                    eprintln!("   {} {}/{} {}", p.stage, p.done, p.total, p.message);
+                }
+            }
+            Event::Done { name, summary } => {
+                self.finish_bar();
+                eprintln!("   {name}: {summary}");
+            }
+            Event::Note(n) => {
+                self.finish_bar();
+                eprintln!("   note: {n}");
+            }
+        }
+    }
+}
 
 /// Runs `nxt selftrain`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("nxt selftrain is not built yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(Action::Merge { run_dir }) = &args.action {
+        let merged = nxt_selftrain::merge::merge_shards(run_dir)?;
+        if merged.is_empty() {
+            eprintln!(
+                "{}: no unfinished stage has shard stores",
+                run_dir.display()
+            );
+        }
+        for m in merged {
+            eprintln!(
+                "{}: merged {} shards ({} samples)",
+                m.stage, m.shards, m.samples
+            );
+        }
+        return Ok(());
+    }
+    let config = args
+        .config
+        .clone()
+        .context("give --config FILE (see examples/toy-selftrain.toml)")?;
+    let cfg = SelftrainConfig::from_file(&config)?;
+    let run_dir = args
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| default_run_dir(&config));
+    let pool =
+        nxt_data::default_pool(args.allow_weak_isolation).context("cannot start the sandbox")?;
+    eprintln!("self-training run in {}", run_dir.display());
+    let opts = RunOptions {
+        shard: args.shard,
+        stop_before_sampling: args.stop_before_sampling,
+    };
+    let mut rep = Reporter::new();
+    let end = nxt_selftrain::run(&cfg, &run_dir, &pool, &opts, &mut |e| rep.event(e));
+    rep.finish_bar();
+    match end? {
+        RunEnd::Finished(results) => {
+            println!("{}", nxt_selftrain::results::summary_table(&results));
+            println!(
+                "results: {}/results.json, {}/report.md",
+                run_dir.display(),
+                run_dir.display()
+            );
+        }
+        RunEnd::Paused(why) => eprintln!("paused: {why}"),
+    }
+    Ok(())
 }
