@@ -334,3 +334,84 @@ pub fn markdown(v: &Value) -> String {
     }
     s
 }
+
+/// The reproducible content of a run directory: every sampling store's samples with their
+/// verdicts, every keep decision, the training sets' sha256, the trained weights' sha256 and
+/// every evaluation's figures; no wall times and no absolute paths. Two runs of one
+/// configuration and seed have equal fingerprints (on the CPU), however often they were
+/// interrupted and resumed, and whether their sampling was sharded or not.
+pub fn fingerprint(run_dir: &Path) -> Result<Value, SelftrainError> {
+    use nxt_core::store::PromptKind;
+    let ledger = Ledger::open(&run_dir.join("selftrain.sqlite"))?;
+    let mut out = Map::new();
+    let mut stages = Map::new();
+    for name in ledger.stages()? {
+        let Some((mut v, _)) = ledger.stage(&name)? else {
+            continue;
+        };
+        // Trainer summaries carry wall times and absolute paths.
+        if let Some(o) = v.as_object_mut() {
+            o.remove("summary");
+            o.remove("train");
+            o.remove("dir");
+            for k in ["model", "train", "dev", "test", "warm_start"] {
+                if let Some(Value::String(p)) = o.get(k) {
+                    let rel = Path::new(p)
+                        .strip_prefix(run_dir)
+                        .map(|r| r.display().to_string())
+                        .unwrap_or_else(|_| p.clone());
+                    o.insert(k.into(), json!(rel));
+                }
+            }
+        }
+        stages.insert(name, v);
+    }
+    out.insert("stages".into(), Value::Object(stages));
+    let mut stores = Map::new();
+    let mut dirs = vec![run_dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("shard-"))
+                {
+                    dirs.push(p);
+                }
+            } else if p.file_name().is_some_and(|n| n == "run.sqlite") {
+                let store = nxt_core::RunStore::open(&p)?;
+                let mut rows = Vec::new();
+                for kind in [PromptKind::Sample, PromptKind::Greedy] {
+                    for r in store.sample_records(kind)? {
+                        rows.push(json!([kind.as_str(), r.task_id, r.idx, r.text, r.passed]));
+                    }
+                }
+                let rel = p.strip_prefix(run_dir).unwrap_or(&p).display().to_string();
+                stores.insert(rel, Value::Array(rows));
+            } else if p.extension().is_some_and(|x| x == "safetensors")
+                && !p.components().any(|c| c.as_os_str() == "checkpoint")
+            {
+                let rel = p.strip_prefix(run_dir).unwrap_or(&p).display().to_string();
+                let sha = nxt_data::registry::sha256_file(&p)?;
+                out.insert(format!("weights:{rel}"), json!(sha));
+            }
+        }
+    }
+    out.insert("stores".into(), Value::Object(stores));
+    let mut decisions = Vec::new();
+    for i in 1..1000 {
+        let d = ledger.decisions(i)?;
+        if d.is_empty() && ledger.training_set(i)?.is_none() {
+            break;
+        }
+        for x in d {
+            decisions.push(json!([i, x.task_id, x.sample_idx, x.decision]));
+        }
+    }
+    out.insert("decisions".into(), Value::Array(decisions));
+    Ok(Value::Object(out))
+}

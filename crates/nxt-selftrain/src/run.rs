@@ -304,8 +304,12 @@ impl Loop<'_> {
                     "waiting for iteration {i}'s sampling shards"
                 )));
             };
-            if self.opts.shard.is_some() {
-                return Ok(RunEnd::Paused(format!("iteration {i}: shard sampled")));
+            // A shard goes past an iteration only when the coordinator has finished it (the
+            // stages below are then all skipped).
+            if self.opts.shard.is_some() && self.ledger.stage(&format!("iter-{i}/dev"))?.is_none() {
+                return Ok(RunEnd::Paused(format!(
+                    "iteration {i}: sampled; the coordinator trains and evaluates next"
+                )));
             }
             let kept = self.keep_stage(i, &sample_dir, &hard_tasks)?;
             if kept == 0 {
@@ -325,12 +329,12 @@ impl Loop<'_> {
                 falls = 0;
             } else {
                 falls += 1;
-                if falls >= self.cfg.run.patience {
+                if falls >= self.cfg.run.patience && i < self.cfg.run.iterations {
                     self.emit(Event::Note(format!(
                         "dev {} did not improve on iteration {} for {falls} iteration(s): stopping early",
                         self.cfg.eval.select_by, best.0
                     )));
-                    stopped_early = i < self.cfg.run.iterations;
+                    stopped_early = true;
                     break;
                 }
             }
@@ -549,6 +553,8 @@ impl Loop<'_> {
     ) -> Result<EvalReport, SelftrainError> {
         std::fs::create_dir_all(store_dir).map_err(|e| SelftrainError::io(store_dir, e))?;
         let store = RunStore::open(&store_dir.join("run.sqlite"))?;
+        // Shards of a stage share its configuration (their stores are merged into one).
+        let stage = stage.split("/shard-").next().unwrap_or(stage);
         let cfg = EvalConfig {
             benchmark: stage.to_string(),
             repair: self.repair_config(with_trace),

@@ -1,0 +1,319 @@
+//! The self-training loop end to end on the toy benchmark with a tiny model, through the real
+//! engine, sandbox and trainer: every stage's records, no held-out task trained on, kept
+//! samples pass, dedupe and the per-task cap hold, each iteration trains from the base
+//! weights, the best iteration is the argmax of dev, and a sharded run merges to exactly the
+//! unsharded one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use nxt_core::store::PromptKind;
+use nxt_core::RunStore;
+use nxt_sandbox::{Pool, PoolConfig};
+use nxt_selftrain::ledger::Ledger;
+use nxt_selftrain::results::fingerprint;
+use nxt_selftrain::{run, RunEnd, RunOptions, SelftrainConfig, Shard};
+use serde_json::Value;
+
+/// A small configuration: about 34 training tasks, 4 samples each, 2 iterations.
+pub const CONFIG: &str = r#"
+[model]
+
+[toy.options]
+seed = 3
+instances_per_template = 1
+warm_start = 12
+corpus_tasks = 24
+
+[toy.options.model]
+hidden_size = 48
+intermediate_size = 96
+num_merges = 300
+
+[toy.warm_start]
+epochs = 60
+lr = 1e-2
+batch_size = 4
+
+[prompt]
+layout = "completion"
+max_tokens = 160
+
+[hard]
+samples_per_task = 4
+threshold = 1.0
+
+[sampling]
+samples_per_task = 4
+temperature = 1.0
+reuse_hard_samples = false
+
+[keep]
+max_per_task = 2
+
+[train]
+lora_r = 4
+lr = 1e-3
+epochs = 1
+batch_size = 2
+grad_accum = 1
+schedule = "constant"
+
+[eval]
+dev_samples = 2
+test_samples = 2
+ks = [1]
+
+[data]
+dev_limit = 3
+test_limit = 2
+
+[loop]
+iterations = 2
+patience = 2
+"#;
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| Pool::new(PoolConfig::default()).expect("sandbox with full isolation"))
+}
+
+fn config() -> SelftrainConfig {
+    SelftrainConfig::from_toml(CONFIG).expect("test config")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nxt-selftrain-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// The uninterrupted, unsharded reference run (shared by the tests of this file).
+fn reference() -> &'static (PathBuf, Value) {
+    static RUN: OnceLock<(PathBuf, Value)> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = tmp("reference");
+        let end = run(&config(), &dir, pool(), &RunOptions::default(), &mut |_| {})
+            .expect("reference run");
+        match end {
+            RunEnd::Finished(v) => (dir.canonicalize().expect("run dir"), v),
+            RunEnd::Paused(w) => panic!("reference run paused: {w}"),
+        }
+    })
+}
+
+fn jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("jsonl line"))
+        .collect()
+}
+
+#[test]
+fn every_stage_is_recorded_and_the_loop_keeps_its_invariants() {
+    let (dir, results) = reference();
+    let cfg = config();
+    let ledger = Ledger::open(&dir.join("selftrain.sqlite")).expect("ledger");
+    let stages = ledger.stages().expect("stages");
+    for s in [
+        "toy",
+        "warm-start",
+        "hard",
+        "base/dev",
+        "iter-1/sample",
+        "iter-1/keep",
+    ] {
+        assert!(
+            stages.iter().any(|x| x == s),
+            "stage {s} missing: {stages:?}"
+        );
+    }
+    let iterations = results["iterations"].as_array().expect("iterations");
+    assert!(!iterations.is_empty());
+    let kept1 = iterations[0]["kept"].as_u64().expect("kept");
+    assert!(
+        kept1 > 0,
+        "the warm-started model produced no passing repair: nothing here was tested"
+    );
+    assert!(dir.join("results.json").exists() && dir.join("report.md").exists());
+
+    // No dev or test task (or template) in any training set.
+    let toy_dir = dir.join("toy");
+    let mut held_ids = BTreeSet::new();
+    let mut held_templates = BTreeSet::new();
+    for f in ["dev.jsonl", "test.jsonl"] {
+        for t in nxt_selftrain::toy::load_tasks(&toy_dir.join(f)).expect("tasks") {
+            held_templates.insert(
+                nxt_selftrain::toy::template_of(&t)
+                    .expect("toy task")
+                    .to_string(),
+            );
+            held_ids.insert(t.id);
+        }
+    }
+    let train_tasks: BTreeMap<String, nxt_data::RepairTask> =
+        nxt_selftrain::toy::load_tasks(&toy_dir.join("train.jsonl"))
+            .expect("train")
+            .into_iter()
+            .map(|t| (t.id.clone(), t))
+            .collect();
+    let hard_ids: BTreeSet<String> = ledger
+        .hard_tasks()
+        .expect("hard")
+        .into_iter()
+        .filter(|r| r.3)
+        .map(|r| r.0)
+        .collect();
+    let mut base_hashes = BTreeSet::new();
+    for it in iterations {
+        let i = it["iteration"].as_u64().expect("iteration") as usize;
+        let Some(set) = it["train_set"].as_str() else {
+            continue;
+        };
+        let lines = jsonl(&dir.join(set));
+        assert_eq!(lines.len() as u64, it["kept"].as_u64().unwrap_or(0));
+        let mut per_task: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for l in &lines {
+            let id = l["task_id"].as_str().expect("task_id").to_string();
+            assert!(!held_ids.contains(&id), "held-out task {id} trained on");
+            let task = train_tasks.get(&id).expect("a training task");
+            let tpl = nxt_selftrain::toy::template_of(task).expect("template");
+            assert!(!held_templates.contains(tpl), "held-out template {tpl}");
+            assert!(hard_ids.contains(&id), "{id} is not a hard task");
+            let completion = l["completion"].as_str().expect("completion").to_string();
+            assert!(
+                per_task.entry(id.clone()).or_default().insert(completion),
+                "duplicate kept sample for {id}"
+            );
+        }
+        for (id, s) in &per_task {
+            assert!(s.len() <= cfg.keep.max_per_task, "{id}: {} kept", s.len());
+        }
+        // Every kept sample passed, every passing one has a decision.
+        let sample_dir = dir.join(it["train_side"]["run_dir"].as_str().expect("run_dir"));
+        let store = RunStore::open(&sample_dir.join("run.sqlite")).expect("store");
+        let records = store.sample_records(PromptKind::Sample).expect("records");
+        let passed: BTreeMap<(String, i64), bool> = records
+            .iter()
+            .map(|r| ((r.task_id.clone(), r.idx), r.passed == Some(true)))
+            .collect();
+        let decisions = ledger.decisions(i).expect("decisions");
+        assert_eq!(
+            decisions.len(),
+            records
+                .iter()
+                .filter(|r| hard_ids.contains(&r.task_id))
+                .count()
+        );
+        for d in &decisions {
+            let ok = passed[&(d.task_id.clone(), d.sample_idx)];
+            match d.decision.as_str() {
+                "kept" | "duplicate" | "over_cap" => assert!(ok, "{d:?} did not pass"),
+                "failed" | "unparseable" => assert!(!ok, "{d:?} passed"),
+                other => panic!("unknown decision {other}"),
+            }
+        }
+        // Training started from the base weights (the warm-started model), not P_{i-1}.
+        if let Some(train) = it["train"].as_object() {
+            let manifest: Value = serde_json::from_str(
+                &std::fs::read_to_string(dir.join(format!("iter-{i}/train/manifest.json")))
+                    .expect("manifest"),
+            )
+            .expect("manifest json");
+            base_hashes.insert(manifest["base_weights_sha256"].to_string());
+            assert!(train.contains_key("adapter"), "{train:?}");
+        }
+    }
+    let warm = dir.join("warm-start");
+    let warm_model = results["provenance"]["base_model"]
+        .as_str()
+        .map(PathBuf::from)
+        .unwrap_or(warm);
+    let expected = nxt_train::manifest::weights_sha256(&warm_model).expect("base hash");
+    assert_eq!(
+        base_hashes.len(),
+        1,
+        "iterations trained from different weights"
+    );
+    assert_eq!(
+        base_hashes.iter().next().cloned(),
+        Some(serde_json::to_value(&expected).expect("json").to_string())
+    );
+
+    // The best iteration is the argmax of dev pass@1 (ties: the earliest; 0 = base).
+    let mut best = (
+        0u64,
+        results["base"]["dev"]["pass@1"].as_f64().expect("base dev"),
+    );
+    for it in iterations {
+        if let Some(p) = it["dev"]["pass@1"].as_f64() {
+            if p > best.1 {
+                best = (it["iteration"].as_u64().expect("i"), p);
+            }
+        }
+    }
+    assert_eq!(results["best_iteration"].as_u64(), Some(best.0));
+    assert!(results["test"]["base"].is_object(), "{}", results["test"]);
+}
+
+#[test]
+fn sharded_sampling_merges_into_the_unsharded_run() {
+    let dir = tmp("sharded");
+    let cfg = config();
+    let coordinator = RunOptions {
+        stop_before_sampling: true,
+        ..RunOptions::default()
+    };
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds < 10, "the sharded run does not finish");
+        match run(&cfg, &dir, pool(), &coordinator, &mut |_| {}).expect("coordinator") {
+            RunEnd::Finished(_) => break,
+            RunEnd::Paused(_) => {}
+        }
+        for index in 0..2 {
+            let shard = RunOptions {
+                shard: Some(Shard { index, count: 2 }),
+                ..RunOptions::default()
+            };
+            let end = run(&cfg, &dir, pool(), &shard, &mut |_| {}).expect("shard");
+            assert!(
+                matches!(end, RunEnd::Paused(_)),
+                "a shard ran past sampling"
+            );
+        }
+        let merged = nxt_selftrain::merge::merge_shards(&dir).expect("merge");
+        assert!(!merged.is_empty(), "nothing to merge in round {rounds}");
+    }
+    assert!(
+        rounds >= 3,
+        "hard and iteration 2 sampling are both sharded"
+    );
+    let (reference_dir, _) = reference();
+    let a = fingerprint(reference_dir).expect("fingerprint");
+    let b = fingerprint(&dir).expect("fingerprint");
+    assert_eq!(a["decisions"], b["decisions"]);
+    assert_eq!(a["stores"], b["stores"]);
+    assert_eq!(a, b);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_changed_setting_is_refused_naming_it_and_a_safe_one_is_not() {
+    let (dir, _) = reference();
+    let mut cfg = config();
+    cfg.train.lr = 5e-3;
+    let e = run(&cfg, dir, pool(), &RunOptions::default(), &mut |_| {})
+        .expect_err("a changed learning rate must be refused")
+        .to_string();
+    assert!(e.contains("train.lr"), "{e}");
+    let mut cfg = config();
+    cfg.sampling.batch = 3;
+    match run(&cfg, dir, pool(), &RunOptions::default(), &mut |_| {}).expect("batch may change") {
+        RunEnd::Finished(_) => {}
+        RunEnd::Paused(w) => panic!("paused: {w}"),
+    }
+}
