@@ -1,0 +1,278 @@
+//! `nxt train` end to end: kill -9 mid-run then rerun gives bit-identical weights to an
+//! uninterrupted run; `--backend trl` hands off to a launcher (a stand-in that reads
+//! `sft.yaml` and runs this binary's embedded trainer) and validates its adapter.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nxt-cli-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn setup(dir: &Path) -> (PathBuf, PathBuf) {
+    let model = dir.join("model");
+    write_tiny_model(
+        &model,
+        &TinyModelSpec {
+            hidden_size: 32,
+            intermediate_size: 64,
+            num_merges: 120,
+            seed: 11,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let data = dir.join("train.jsonl");
+    let pairs = [
+        ("def add(a, b):\n", "    return a + b\n"),
+        ("def is_even(n):\n", "    return n % 2 == 0\n"),
+        ("Q: 1 + 2 =", " 3"),
+        ("for i in range(10):\n", "    print(i)\n"),
+        ("The bug is in", " the loop."),
+        ("class Solution:\n", "    def solve(self, nums):\n"),
+    ];
+    let mut s = String::new();
+    for (i, (p, c)) in pairs.iter().enumerate() {
+        s.push_str(&serde_json::json!({"id": i, "prompt": p, "completion": c}).to_string());
+        s.push('\n');
+    }
+    std::fs::write(&data, s).unwrap();
+    (model, data)
+}
+
+fn train_cmd(model: &Path, data: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nxt"));
+    c.arg("train")
+        .arg("--model")
+        .arg(model)
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args(extra);
+    c
+}
+
+const RUN: &[&str] = &[
+    "--lora-r",
+    "4",
+    "--lora-dropout",
+    "0.1",
+    "--lr",
+    "1e-3",
+    "--batch-size",
+    "2",
+    "--grad-accum",
+    "2",
+    "--max-steps",
+    "300",
+    "--save-every",
+    "7",
+    "--schedule",
+    "cosine",
+    "--warmup-steps",
+    "5",
+    "--weight-decay",
+    "0.01",
+    "--seed",
+    "3",
+];
+
+fn checkpoint_step(out: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(out.join("checkpoint/trainer_state.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["step"].as_u64()
+}
+
+#[test]
+fn kill_9_then_resume_gives_bit_identical_weights() {
+    let dir = tmp("kill");
+    let (model, data) = setup(&dir);
+    // Uninterrupted reference run.
+    let reference = dir.join("reference");
+    let st = train_cmd(&model, &data, &reference, RUN)
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The same run, killed with SIGKILL once a checkpoint exists.
+    let out = dir.join("killed");
+    let mut child = train_cmd(&model, &data, &out, RUN)
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    loop {
+        if checkpoint_step(&out).is_some_and(|s| s >= 7) {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before a checkpoint was seen");
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let step = checkpoint_step(&out).unwrap();
+    assert!(
+        step < 300 && !out.join("train_summary.json").exists(),
+        "the kill landed after the run finished (checkpoint step {step})"
+    );
+    let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert!(lines.lines().count() >= 7);
+    // Resume to the end.
+    let o = train_cmd(&model, &data, &out, RUN).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let a = std::fs::read(reference.join("adapter_model.safetensors")).unwrap();
+    let b = std::fs::read(out.join("adapter_model.safetensors")).unwrap();
+    assert!(
+        a == b,
+        "resumed weights differ from the uninterrupted run's (killed at {step})"
+    );
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 300);
+    // A changed setting on resume is refused, naming the key.
+    let mut changed: Vec<&str> = RUN.to_vec();
+    let i = changed.iter().position(|a| *a == "--lr").unwrap();
+    changed[i + 1] = "2e-3";
+    let o = train_cmd(&model, &data, &out, &changed).output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("lr = 0.001") && err.contains("lr = 0.002"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A stand-in for `trl sft --config sft.yaml`: reads the (JSON-valued) YAML and runs this
+/// binary's embedded trainer with the same settings into `output_dir`.
+const STANDIN: &str = r##"
+import json, os, subprocess, sys
+cfg = {}
+for line in open(sys.argv[1]):
+    if line.startswith("#") or ":" not in line:
+        continue
+    k, v = line.split(":", 1)
+    cfg[k.strip()] = json.loads(v)
+assert cfg["completion_only_loss"] is True and cfg["report_to"] == "none"
+sched = {"constant": "constant", "constant_with_warmup": "constant", "cosine": "cosine"}[cfg["lr_scheduler_type"]]
+args = [os.environ["NXT_BIN"], "train", "--backend", "embedded",
+        "--model", cfg["model_name_or_path"], "--data", cfg["datasets"][0]["data_files"],
+        "--out", cfg["output_dir"], "--lr", str(cfg["learning_rate"]),
+        "--epochs", str(cfg["num_train_epochs"]),
+        "--batch-size", str(cfg["per_device_train_batch_size"]),
+        "--grad-accum", str(cfg["gradient_accumulation_steps"]),
+        "--max-length", str(cfg["max_length"]), "--seed", str(cfg["seed"]),
+        "--schedule", sched, "--warmup-steps", str(cfg["warmup_steps"]),
+        "--weight-decay", str(cfg["weight_decay"]), "--max-grad-norm", str(cfg["max_grad_norm"])]
+if cfg["max_steps"] > 0:
+    args += ["--max-steps", str(cfg["max_steps"])]
+if cfg["use_peft"]:
+    args += ["--lora-r", str(cfg["lora_r"]), "--lora-alpha", str(cfg["lora_alpha"]),
+             "--lora-dropout", str(cfg["lora_dropout"]),
+             "--target-modules", ",".join(cfg["lora_target_modules"])]
+    if cfg["use_rslora"]:
+        args.append("--rslora")
+else:
+    args.append("--full")
+print("stand-in trl: running the embedded trainer", flush=True)
+sys.exit(subprocess.call(args))
+"##;
+
+#[test]
+fn trl_backend_hands_off_to_the_launcher_and_validates_its_adapter() {
+    let dir = tmp("trl");
+    let (model, data) = setup(&dir);
+    let script = dir.join("standin.py");
+    std::fs::write(&script, STANDIN).unwrap();
+    let python = std::env::var("NXT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let launcher = format!("{python} {} {{config}}", script.display());
+    let flags = [
+        "--lora-r",
+        "8",
+        "--lora-alpha",
+        "16",
+        "--rslora",
+        "--lr",
+        "1e-3",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--max-length",
+        "64",
+        "--seed",
+        "5",
+        "--target-modules",
+        "q_proj,v_proj",
+    ];
+    let out = dir.join("out");
+    let mut c = train_cmd(&model, &data, &out, &flags);
+    c.args(["--backend", "trl", "--launcher", &launcher])
+        .env("NXT_BIN", env!("CARGO_BIN_EXE_nxt"));
+    let o = c.output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("stand-in trl: running the embedded trainer"),
+        "{stderr}"
+    );
+    let yaml = std::fs::read_to_string(out.join("sft.yaml")).unwrap();
+    for key in [
+        "completion_only_loss: true",
+        "use_peft: true",
+        "lora_r: 8",
+        "lora_alpha: 16.0",
+        "use_rslora: true",
+        "lora_target_modules: [\"q_proj\",\"v_proj\"]",
+        "per_device_train_batch_size: 2",
+        "max_length: 64",
+        "seed: 5",
+        "report_to: \"none\"",
+    ] {
+        assert!(yaml.contains(key), "{key} missing from\n{yaml}");
+    }
+    assert!(out.join("train.jsonl").exists() && out.join("manifest.json").exists());
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("backend:            trl"), "{stdout}");
+    // The adapter the launcher wrote, with the requested settings.
+    let cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("trl/adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cfg["r"], 8);
+    assert_eq!(cfg["use_rslora"], true);
+    // 6 examples, batch 2, 2 epochs = 6 steps.
+    assert!(stdout.contains("steps:              6"), "{stdout}");
+
+    // A failing launcher: its exit status and last output in the error.
+    let out2 = dir.join("out-fail");
+    let mut c = train_cmd(&model, &data, &out2, &flags);
+    c.args([
+        "--backend",
+        "trl",
+        "--launcher",
+        "echo preparing; echo 'CUDA out of memory' >&2; exit 3",
+    ]);
+    let o = c.output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("exit status: 3") && err.contains("CUDA out of memory"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
