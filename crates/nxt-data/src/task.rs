@@ -19,6 +19,9 @@ pub enum SourceDataset {
     HumanEvalPlus,
     /// MBPP+ (EvalPlus).
     MbppPlus,
+    /// The generated toy repair benchmark of the CPU self-training demo (`nxt-selftrain`'s
+    /// `toy` module); `source_task_id` is `<template>/<instance>`.
+    Toy,
 }
 
 impl SourceDataset {
@@ -31,6 +34,7 @@ impl SourceDataset {
             SourceDataset::HumanEvalFix => "humanevalfix",
             SourceDataset::HumanEvalPlus => "humaneval+",
             SourceDataset::MbppPlus => "mbpp+",
+            SourceDataset::Toy => "toy",
         }
     }
 }

@@ -43,6 +43,12 @@ pub struct TinyModelSpec {
     /// Embedding rows (at least the tokenizer's size; larger pads the vocabulary, as real
     /// models do). None: exactly the tokenizer's size.
     pub vocab_size: Option<usize>,
+    /// Text to learn the `num_merges` BPE merges on, line by line (see
+    /// [`tokenizer_json_from_corpus`]). None: the built-in corpus, word by word
+    /// ([`tiny_tokenizer_json`]).
+    pub corpus: Option<String>,
+    /// `max_position_embeddings` of config.json (the longest sequence the model takes).
+    pub max_position_embeddings: usize,
 }
 
 impl Default for TinyModelSpec {
@@ -62,6 +68,8 @@ impl Default for TinyModelSpec {
             shards: 1,
             new_config_layout: false,
             vocab_size: None,
+            corpus: None,
+            max_position_embeddings: 2048,
         }
     }
 }
@@ -245,7 +253,18 @@ pub fn tiny_tokenizer_json(num_merges: usize) -> serde_json::Value {
     for (k, v) in &id_of {
         vocab.insert(k.clone(), *v);
     }
-    let base = id_of.len();
+    let pre_tokenizer = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+    bpe_tokenizer_json(vocab, merges, pre_tokenizer)
+}
+
+/// The tokenizer.json of a byte-level BPE with this vocabulary (tokens to ids, ids from 0
+/// without gaps), merges and pre-tokenizer, plus [`SPECIAL_TOKENS`] after the vocabulary.
+fn bpe_tokenizer_json(
+    vocab: BTreeMap<String, usize>,
+    merges: Vec<String>,
+    pre_tokenizer: serde_json::Value,
+) -> serde_json::Value {
+    let base = vocab.len();
     let added: Vec<serde_json::Value> = SPECIAL_TOKENS
         .iter()
         .enumerate()
@@ -260,13 +279,135 @@ pub fn tiny_tokenizer_json(num_merges: usize) -> serde_json::Value {
         "padding": null,
         "added_tokens": added,
         "normalizer": null,
-        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+        "pre_tokenizer": pre_tokenizer,
         "post_processor": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true},
         "decoder": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
         "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
                   "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
                   "ignore_merges": false, "vocab": vocab, "merges": merges}
     })
+}
+
+/// Builds a byte-level BPE tokenizer's JSON whose `num_merges` merges are learned on `corpus`
+/// (plus [`SPECIAL_TOKENS`]).
+///
+/// Unlike [`tiny_tokenizer_json`], the pre-tokenizer splits the text into lines (each keeping
+/// its `\n`) and not into words, so merges may span spaces: text that recurs verbatim in the
+/// corpus (a constant instruction, headings, whole lines of code) ends up as a few long tokens.
+/// Learning is deterministic (the most frequent pair wins, ties go to the lexicographically
+/// smallest pair) and incremental (only the lines containing the merged pair are recounted),
+/// so a corpus of a few hundred kilobytes and a few thousand merges takes well under a second.
+/// Fewer merges are learned when no pair occurs twice any more.
+pub fn tokenizer_json_from_corpus(corpus: &str, num_merges: usize) -> serde_json::Value {
+    let table = bytes_to_unicode();
+    // Symbols: the 256 byte characters first (ids 0..256, in byte order), then merges.
+    let mut names: Vec<String> = table.iter().map(|c| c.to_string()).collect();
+    let mut line_counts: HashMap<&str, i64> = HashMap::new();
+    for line in corpus.split_inclusive('\n') {
+        *line_counts.entry(line).or_default() += 1;
+    }
+    let mut lines: Vec<(&str, i64)> = line_counts.into_iter().collect();
+    lines.sort_unstable();
+    let mut words: Vec<Vec<u32>> = lines
+        .iter()
+        .map(|(l, _)| l.bytes().map(u32::from).collect())
+        .collect();
+    let freq: Vec<i64> = lines.iter().map(|(_, n)| *n).collect();
+    let mut counts: HashMap<(u32, u32), i64> = HashMap::new();
+    let mut where_: HashMap<(u32, u32), Vec<usize>> = HashMap::new();
+    for (wi, w) in words.iter().enumerate() {
+        for p in w.windows(2) {
+            let key = (p[0], p[1]);
+            *counts.entry(key).or_default() += freq[wi];
+            let at = where_.entry(key).or_default();
+            if at.last() != Some(&wi) {
+                at.push(wi);
+            }
+        }
+    }
+    let mut merges: Vec<String> = Vec::new();
+    while merges.len() < num_merges {
+        let mut best: Option<((u32, u32), i64)> = None;
+        for (&pair, &n) in &counts {
+            let better = match best {
+                None => true,
+                Some((bp, bn)) => {
+                    n > bn
+                        || (n == bn
+                            && (
+                                names[pair.0 as usize].as_str(),
+                                names[pair.1 as usize].as_str(),
+                            ) < (names[bp.0 as usize].as_str(), names[bp.1 as usize].as_str()))
+                }
+            };
+            if better {
+                best = Some((pair, n));
+            }
+        }
+        let Some(((a, b), n)) = best else { break };
+        if n < 2 {
+            break;
+        }
+        let new_id = names.len() as u32;
+        let joined = format!("{}{}", names[a as usize], names[b as usize]);
+        merges.push(format!("{} {}", names[a as usize], names[b as usize]));
+        names.push(joined);
+        let touched = where_.remove(&(a, b)).unwrap_or_default();
+        for wi in touched {
+            let w = &words[wi];
+            if !w.windows(2).any(|p| p[0] == a && p[1] == b) {
+                continue;
+            }
+            for p in w.windows(2) {
+                let key = (p[0], p[1]);
+                if let Some(c) = counts.get_mut(&key) {
+                    *c -= freq[wi];
+                    if *c <= 0 {
+                        counts.remove(&key);
+                    }
+                }
+            }
+            let mut merged = Vec::with_capacity(w.len());
+            let mut i = 0;
+            while i < w.len() {
+                if i + 1 < w.len() && w[i] == a && w[i + 1] == b {
+                    merged.push(new_id);
+                    i += 2;
+                } else {
+                    merged.push(w[i]);
+                    i += 1;
+                }
+            }
+            for p in merged.windows(2) {
+                let key = (p[0], p[1]);
+                *counts.entry(key).or_default() += freq[wi];
+                if key != (a, b) {
+                    let at = where_.entry(key).or_default();
+                    if at.last() != Some(&wi) {
+                        at.push(wi);
+                    }
+                }
+            }
+            words[wi] = merged;
+        }
+        counts.remove(&(a, b));
+    }
+    // The byte symbols are named by the byte-level alphabet; merged symbols by their text.
+    let mut vocab: BTreeMap<String, usize> = BTreeMap::new();
+    for (id, name) in names.iter().enumerate() {
+        let name: String = if id < 256 {
+            table[id].to_string()
+        } else {
+            name.clone()
+        };
+        let next = vocab.len();
+        vocab.entry(name).or_insert(next);
+    }
+    let pre_tokenizer = json!({"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"String": "\n"}, "behavior": "MergedWithPrevious", "invert": false},
+        {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}
+    ]});
+    bpe_tokenizer_json(vocab, merges, pre_tokenizer)
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> LlmError {
@@ -282,7 +423,10 @@ fn write_json(path: &Path, v: &serde_json::Value) -> Result<(), LlmError> {
 /// tokenizer.json, tokenizer_config.json, safetensors) with seeded random weights.
 pub fn write_tiny_model(dir: &Path, spec: &TinyModelSpec) -> Result<(), LlmError> {
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let tok = tiny_tokenizer_json(spec.num_merges);
+    let tok = match &spec.corpus {
+        Some(corpus) => tokenizer_json_from_corpus(corpus, spec.num_merges),
+        None => tiny_tokenizer_json(spec.num_merges),
+    };
     let base = tok["model"]["vocab"]
         .as_object()
         .map(|o| o.len())
@@ -307,7 +451,7 @@ pub fn write_tiny_model(dir: &Path, spec: &TinyModelSpec) -> Result<(), LlmError
     write_json(
         &dir.join("tokenizer_config.json"),
         &json!({"bos_token": bos, "eos_token": eos, "pad_token": "<|endoftext|>",
-                "chat_template": template, "model_max_length": 2048,
+                "chat_template": template, "model_max_length": spec.max_position_embeddings,
                 "tokenizer_class": "PreTrainedTokenizerFast"}),
     )?;
     write_json(
@@ -326,7 +470,7 @@ pub fn write_tiny_model(dir: &Path, spec: &TinyModelSpec) -> Result<(), LlmError
         "num_key_value_heads": spec.num_kv_heads,
         "head_dim": head_dim,
         "vocab_size": vocab_size,
-        "max_position_embeddings": 2048,
+        "max_position_embeddings": spec.max_position_embeddings,
         "rms_norm_eps": 1e-6,
         "tie_word_embeddings": spec.tie_word_embeddings,
         "bos_token_id": bos.map(id),
@@ -345,7 +489,7 @@ pub fn write_tiny_model(dir: &Path, spec: &TinyModelSpec) -> Result<(), LlmError
             o.insert("dtype".into(), json!("float32"));
         } else {
             o.insert("rope_theta".into(), json!(10000.0));
-            o.insert("sliding_window".into(), json!(2048));
+            o.insert("sliding_window".into(), json!(spec.max_position_embeddings));
             o.insert("torch_dtype".into(), json!("float32"));
         }
         if spec.arch == Arch::Llama {
@@ -432,4 +576,93 @@ pub fn write_tiny_model(dir: &Path, spec: &TinyModelSpec) -> Result<(), LlmError
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus() -> String {
+        let mut s = String::new();
+        for i in 0..400 {
+            s.push_str("You are an expert Python programmer. Fix the program.\n\n");
+            s.push_str(&format!(
+                "def f{}(xs):\n    total = 0\n    for x in xs:\n        if x > {}:\n            total = total + x\n    return total\n",
+                i % 7,
+                i % 10
+            ));
+        }
+        s
+    }
+
+    fn tokenizer(json: &serde_json::Value) -> tokenizers::Tokenizer {
+        let text = serde_json::to_string(json).expect("json");
+        tokenizers::Tokenizer::from_bytes(text.as_bytes()).expect("tokenizer loads")
+    }
+
+    #[test]
+    fn corpus_tokenizer_is_deterministic_round_trips_and_compresses_repeated_lines() {
+        let c = corpus();
+        let a = tokenizer_json_from_corpus(&c, 100);
+        let b = tokenizer_json_from_corpus(&c, 100);
+        assert_eq!(a, b);
+        let merges = a["model"]["merges"].as_array().map(Vec::len);
+        assert_eq!(merges, Some(100));
+        let tok = tokenizer(&a);
+        let text = "You are an expert Python programmer. Fix the program.\n\ndef f3(xs):\n    total = 0\n    return total + 9 - ü\n";
+        let enc = tok.encode(text, false).expect("encode");
+        let dec = tok.decode(enc.get_ids(), false).expect("decode");
+        assert_eq!(dec, text);
+        // The constant instruction line (55 bytes) is a handful of tokens.
+        let line = tok
+            .encode(
+                "You are an expert Python programmer. Fix the program.\n",
+                false,
+            )
+            .expect("encode");
+        assert!(line.get_ids().len() <= 3, "{:?}", line.get_tokens());
+        // Vocabulary ids are contiguous: 256 bytes + merges (+ specials after them).
+        let vocab = a["model"]["vocab"]
+            .as_object()
+            .map(|v| v.len())
+            .unwrap_or(0);
+        let max_id = a["model"]["vocab"]
+            .as_object()
+            .and_then(|v| v.values().filter_map(|x| x.as_u64()).max())
+            .unwrap_or(0);
+        assert_eq!(max_id as usize + 1, vocab);
+        assert_eq!(a["added_tokens"][0]["id"].as_u64(), Some(vocab as u64));
+    }
+
+    #[test]
+    fn corpus_tokenizer_stops_when_no_pair_repeats() {
+        let t = tokenizer_json_from_corpus("abcabc", 100);
+        let merges = t["model"]["merges"].as_array().map(Vec::len).unwrap_or(0);
+        assert!(merges > 0 && merges < 100, "{merges}");
+    }
+
+    #[test]
+    fn write_tiny_model_uses_the_corpus_and_position_limit() {
+        let dir = std::env::temp_dir().join(format!("nxt-tiny-corpus-{}", std::process::id()));
+        let spec = TinyModelSpec {
+            corpus: Some(corpus()),
+            num_merges: 100,
+            max_position_embeddings: 1024,
+            ..Default::default()
+        };
+        write_tiny_model(&dir, &spec).expect("write");
+        let cfg: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("config.json")).expect("config"),
+        )
+        .expect("json");
+        assert_eq!(cfg["max_position_embeddings"].as_u64(), Some(1024));
+        let tok = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).expect("tok");
+        assert_eq!(
+            cfg["vocab_size"].as_u64(),
+            Some(tok.get_vocab_size(true) as u64)
+        );
+        let enc = tok.encode("    total = 0\n", false).expect("encode");
+        assert_eq!(enc.get_ids().len(), 1, "{:?}", enc.get_tokens());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
