@@ -19,7 +19,9 @@ pub struct OpenOptions {
     pub max_retries: u32,
     /// Timeout of one HTTP request (client only).
     pub request_timeout: Duration,
-    /// Embedded engine settings (device, dtype, hub revision).
+    /// Embedded engine settings (device, dtype, hub revision, and the LoRA adapter to merge:
+    /// `engine.adapter`). A server spec with an adapter is refused: a server's adapter is
+    /// chosen by name (`served_model`) after loading it on the server.
     pub engine: EngineOptions,
 }
 
@@ -53,6 +55,14 @@ pub fn open_generator(spec: &str, opts: &OpenOptions) -> Result<Box<dyn Generato
         ));
     }
     if is_server_spec(spec) {
+        if let Some(a) = &opts.engine.adapter {
+            return Err(LlmError::Request(format!(
+                "model spec {spec:?} is a server, so the adapter {} cannot be merged here: load it \
+                 on the server (`--lora-modules NAME=DIR` or POST /v1/load_lora_adapter) and pick \
+                 it with `--served-model NAME`",
+                a.display()
+            )));
+        }
         let urls: Vec<String> = spec
             .split(',')
             .map(str::trim)

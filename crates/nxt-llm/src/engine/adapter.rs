@@ -799,25 +799,6 @@ fn projection<'a>(
     }
 }
 
-fn projection_mut<'a>(
-    model: &'a mut Transformer,
-    layer: usize,
-    group: &str,
-    module: &str,
-) -> Option<&'a mut Linear> {
-    let l = model.layers.get_mut(layer)?;
-    match (group, module) {
-        ("self_attn", "q_proj") => Some(&mut l.self_attn.q_proj),
-        ("self_attn", "k_proj") => Some(&mut l.self_attn.k_proj),
-        ("self_attn", "v_proj") => Some(&mut l.self_attn.v_proj),
-        ("self_attn", "o_proj") => Some(&mut l.self_attn.o_proj),
-        ("mlp", "gate_proj") => Some(&mut l.mlp.gate_proj),
-        ("mlp", "up_proj") => Some(&mut l.mlp.up_proj),
-        ("mlp", "down_proj") => Some(&mut l.mlp.down_proj),
-        _ => None,
-    }
-}
-
 /// One merged weight: `W + scaling · B·A` for a projection.
 #[derive(Debug, Clone)]
 pub struct MergedWeight {
@@ -908,23 +889,88 @@ pub fn merged_weights(
 }
 
 /// Merges `adapter` into `model`: `W += scaling · B·A` for every adapted projection (PEFT's
-/// `merge_and_unload`). Must run before [`Transformer::prepare_for_inference`] (the prepared
-/// copies would go stale). On any error the model is left unchanged; a shape mismatch names
-/// the first mismatched tensor and both shapes.
+/// `merge_and_unload`). Works on a fresh or a prepared model (a prepared one is prepared
+/// again, so only the changed projections get new inference copies). On any error the model
+/// is left unchanged; a shape mismatch names the first mismatched tensor and both shapes.
 pub fn merge_into(model: &mut Transformer, adapter: &LoraAdapter) -> Result<(), LlmError> {
-    if model.fast_kernels {
-        return Err(LlmError::Model(
-            "merge_into: the model is already prepared for inference; merge the adapter first"
-                .into(),
-        ));
-    }
     let merged = merged_weights(model, adapter)?;
+    let prepared = model.fast_kernels;
     for m in merged {
-        if let Some(lin) = projection_mut(model, m.layer, &m.group, &m.module) {
-            *lin = Linear::new(m.weight, lin.bias.clone());
+        if let Some(lin) = model.linear_mut(m.layer, &m.module) {
+            lin.set_weight(m.weight);
         }
     }
+    if prepared {
+        model.prepare_for_inference()?;
+    }
     Ok(())
+}
+
+/// Attaches `adapter` to `model` as unmerged LoRA branches (`y = x·Wᵀ + scaling·(x·Aᵀ)·Bᵀ`,
+/// the base weights untouched), with the config's dropout; for training on top of an
+/// existing adapter or for comparing against the merged weights. Same checks as
+/// [`merge_into`].
+pub fn attach_branches(model: &mut Transformer, adapter: &LoraAdapter) -> Result<(), LlmError> {
+    // Validates shapes, layers and modules (the merged weights themselves are not kept).
+    merged_weights(model, adapter)?;
+    let modules = adapter
+        .modules()
+        .map_err(|e| LlmError::Model(format!("adapter: {e}")))?;
+    for m in modules {
+        let path = module_path(m.layer, &m.group, &m.module);
+        let (_, scaling) = adapter.config.module_rank_scaling(&path);
+        let dev = model.device().clone();
+        let (a, b) = (m.a.to_device(&dev)?, m.b.to_device(&dev)?);
+        if let Some(lin) = model.linear_mut(m.layer, &m.module) {
+            lin.lora = Some(super::model::LoraBranch::new(
+                a,
+                b,
+                scaling,
+                adapter.config.lora_dropout as f32,
+            ));
+        }
+    }
+    if model.fast_kernels {
+        model.prepare_for_inference()?;
+    }
+    Ok(())
+}
+
+impl LoraAdapter {
+    /// The adapter held by `model`'s LoRA branches (what a trainer saves), under canonical
+    /// keys, F32, with `config` (its `target_modules` set to the projections found when empty).
+    pub fn from_branches(model: &Transformer, mut config: LoraConfig) -> Result<Self, LlmError> {
+        let mut tensors = BTreeMap::new();
+        let mut found: Vec<String> = Vec::new();
+        for layer in 0..model.layers.len() {
+            for module in TARGET_MODULES {
+                let Some(br) = model.linear(layer, module).and_then(|l| l.lora.as_ref()) else {
+                    continue;
+                };
+                tensors.insert(
+                    lora_key(layer, module, LoraPart::A),
+                    br.a.detach().to_dtype(DType::F32)?,
+                );
+                tensors.insert(
+                    lora_key(layer, module, LoraPart::B),
+                    br.b.detach().to_dtype(DType::F32)?,
+                );
+                if !found.iter().any(|m| m == module) {
+                    found.push(module.to_string());
+                }
+            }
+        }
+        if tensors.is_empty() {
+            return Err(LlmError::Model(
+                "the model has no LoRA branches to save".into(),
+            ));
+        }
+        if config.target_modules.is_empty() && config.target_modules_regex.is_none() {
+            found.sort_by_key(|m| module_order(m));
+            config.target_modules = found;
+        }
+        Ok(LoraAdapter { config, tensors })
+    }
 }
 
 /// What kind of problem [`check_adapter`] found.
@@ -1320,4 +1366,48 @@ pub fn check_adapter(
         }
     }
     out
+}
+
+impl LoraAdapter {
+    /// A random adapter for `cfg`'s architecture with non-zero A and B (normal, standard
+    /// deviation `std`, seeded), covering `config.target_modules` (the seven projections when
+    /// empty) in every layer. For tests and benchmarks: a trained adapter looks like this,
+    /// whereas a fresh one (B = 0) does not change the model.
+    pub fn random(
+        cfg: &ModelConfig,
+        mut config: LoraConfig,
+        seed: u64,
+        std: f32,
+    ) -> Result<Self, LlmError> {
+        if config.target_modules.is_empty() {
+            config.target_modules = TARGET_MODULES.iter().map(|m| m.to_string()).collect();
+        }
+        let mut rng = super::sampling::Rng::new(seed);
+        let mut normal =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| (rng.next_normal() as f32) * std).collect() };
+        let mut tensors = BTreeMap::new();
+        for layer in 0..cfg.num_hidden_layers {
+            for module in TARGET_MODULES {
+                let group = module_group(module);
+                if !config.targets(&module_path(layer, group, module)) {
+                    continue;
+                }
+                let Some((in_f, out_f)) = expected_dims(cfg, group, module) else {
+                    continue;
+                };
+                let (r, _) = config.module_rank_scaling(&module_path(layer, group, module));
+                let a = Tensor::from_vec(normal(r * in_f), (r, in_f), &Device::Cpu)?;
+                let b = Tensor::from_vec(normal(out_f * r), (out_f, r), &Device::Cpu)?;
+                tensors.insert(lora_key(layer, module, LoraPart::A), a);
+                tensors.insert(lora_key(layer, module, LoraPart::B), b);
+            }
+        }
+        if tensors.is_empty() {
+            return Err(LlmError::Model(format!(
+                "target_modules {:?} match none of the model's projections",
+                config.target_modules
+            )));
+        }
+        Ok(LoraAdapter { config, tensors })
+    }
 }

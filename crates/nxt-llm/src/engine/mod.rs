@@ -23,6 +23,7 @@ pub mod sampling;
 pub mod testing;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use tokenizers::Tokenizer;
@@ -61,6 +62,10 @@ pub struct EngineOptions {
     pub dtype: Option<DType>,
     /// Hub revision (branch, tag or commit) when loading by id.
     pub revision: String,
+    /// A PEFT LoRA adapter directory merged into the weights after loading
+    /// ([`adapter::merge_into`]); an adapter for another base model fails naming the first
+    /// mismatched tensor.
+    pub adapter: Option<PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -69,6 +74,7 @@ impl Default for EngineOptions {
             device: EngineDevice::Cpu,
             dtype: None,
             revision: "main".into(),
+            adapter: None,
         }
     }
 }
@@ -78,9 +84,10 @@ pub struct Engine {
     name: String,
     dir: PathBuf,
     model: Transformer,
-    tokenizer: Tokenizer,
-    template: Option<ChatTemplate>,
+    tokenizer: Arc<Tokenizer>,
+    template: Option<Arc<ChatTemplate>>,
     eos: Vec<u32>,
+    adapter: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -88,6 +95,7 @@ impl std::fmt::Debug for Engine {
         f.debug_struct("Engine")
             .field("name", &self.name)
             .field("dir", &self.dir)
+            .field("adapter", &self.adapter)
             .finish()
     }
 }
@@ -110,6 +118,11 @@ pub fn resolve_model(path_or_id: &str, revision: &str) -> Result<PathBuf, LlmErr
     Err(LlmError::Model(format!(
         "`{path_or_id}` is neither a model directory nor a hub id like `Org/Name`"
     )))
+}
+
+/// `base+adapter` as an engine's name.
+fn adapter_name(base: &str, adapter: &Path) -> String {
+    format!("{base}+{}", adapter.display())
 }
 
 fn read_generation_eos(dir: &Path) -> Result<Vec<u32>, LlmError> {
@@ -171,15 +184,67 @@ impl Engine {
         eos.sort_unstable();
         eos.dedup();
         let mut model = Transformer::load_dir(&dir, &cfg, dtype, &device)?;
+        let mut name = path_or_id.to_string();
+        if let Some(a) = &opts.adapter {
+            let lora = adapter::LoraAdapter::load(a, &device)?;
+            adapter::merge_into(&mut model, &lora).map_err(|e| {
+                LlmError::Model(format!(
+                    "adapter {} does not fit the model {}: {e}",
+                    a.display(),
+                    dir.display()
+                ))
+            })?;
+            name = adapter_name(path_or_id, a);
+        }
         model.prepare_for_inference()?;
         Ok(Engine {
-            name: path_or_id.to_string(),
+            name,
             dir,
             model,
-            tokenizer,
-            template,
+            tokenizer: Arc::new(tokenizer),
+            template: template.map(Arc::new),
             eos,
+            adapter: opts.adapter.clone(),
         })
+    }
+
+    /// A new engine sharing this (base) engine's tokenizer and every weight the adapter does
+    /// not change, with the adapter at `dir` merged into its own copies of the adapted
+    /// projections. Memory: one merged copy (plus its inference layout) of each adapted
+    /// projection per adapter; embeddings, norms and the LM head are shared. Its outputs equal
+    /// those of [`Engine::load`] with [`EngineOptions::adapter`] set to `dir`. An engine that
+    /// already has an adapter is refused (derive adapters from the base).
+    pub fn with_adapter(&self, dir: &Path) -> Result<Engine, LlmError> {
+        if let Some(a) = &self.adapter {
+            return Err(LlmError::Model(format!(
+                "{}: already has the adapter {} merged; load adapters onto the base engine",
+                self.name,
+                a.display()
+            )));
+        }
+        let lora = adapter::LoraAdapter::load(dir, self.model.device())?;
+        let mut model = self.model.clone();
+        adapter::merge_into(&mut model, &lora).map_err(|e| {
+            LlmError::Model(format!(
+                "adapter {} does not fit the model {}: {e}",
+                dir.display(),
+                self.dir.display()
+            ))
+        })?;
+        Ok(Engine {
+            name: adapter_name(&self.name, dir),
+            dir: self.dir.clone(),
+            model,
+            tokenizer: self.tokenizer.clone(),
+            template: self.template.clone(),
+            eos: self.eos.clone(),
+            adapter: Some(dir.to_path_buf()),
+        })
+    }
+
+    /// The adapter merged into this engine's weights, if any.
+    pub fn adapter_dir(&self) -> Option<&Path> {
+        self.adapter.as_deref()
     }
 
     /// The model directory in use.
