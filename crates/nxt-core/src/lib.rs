@@ -3,7 +3,8 @@
 //!
 //! * [`prompt`]: the NExT prompt (few-/zero-shot, with/without trace, chat/completion) and the
 //!   proxy prompt; [`exemplars`]: the three worked few-shot exemplars.
-//! * [`parse`]: completion → (rationale, fixed program).
+//! * [`parse`]: completion → (rationale, fixed program); [`pysource`]: Python source split
+//!   into top-level statements by a tokenizer (tests files, completions).
 //! * [`repair`]: one repair: failing test → trace → prompt → generate → parse → grade.
 //! * [`eval`]: `n` samples per task, greedy, proxy; resumable through [`store`], the SQLite run
 //!   store; [`report`]: pass@k, unparseable rate, token usage as text / JSON / markdown.
@@ -14,6 +15,7 @@ pub mod eval;
 pub mod exemplars;
 pub mod parse;
 pub mod prompt;
+pub mod pysource;
 pub mod repair;
 pub mod report;
 pub mod store;

@@ -400,54 +400,14 @@ enum TopKind {
     Other,
 }
 
-/// Split a program into top-level statements (a statement runs until the next column-0 line
-/// that is not a continuation; decorators stick to the definition below them).
+/// Split a program into top-level statements with the tokenizer of [`crate::pysource`]
+/// (brackets, `#` and quotes inside string literals are not code; decorators stick to the
+/// definition below them).
 fn top_level(program: &str) -> Vec<TopLevel> {
-    let mut out: Vec<TopLevel> = Vec::new();
-    let mut current: Option<String> = None;
-    let mut pending_decorators = String::new();
-    let mut depth: i32 = 0; // open brackets, for multi-line statements
-    for line in program.split_inclusive('\n') {
-        let col0 = !line.starts_with([' ', '\t']) && !line.trim().is_empty();
-        let is_cont = depth > 0
-            || line.trim_start().starts_with([')', ']', '}'])
-            || current
-                .as_deref()
-                .is_some_and(|c| c.trim_end().ends_with('\\'));
-        if col0 && !is_cont && !line.starts_with('#') {
-            if let Some(c) = current.take() {
-                out.push(classify(c));
-            }
-            if line.starts_with('@') {
-                pending_decorators.push_str(line);
-                depth += bracket_delta(line);
-                continue;
-            }
-            current = Some(std::mem::take(&mut pending_decorators) + line);
-        } else if let Some(c) = current.as_mut() {
-            c.push_str(line);
-        } else if !line.trim().is_empty() && !line.starts_with('#') {
-            current = Some(line.to_string());
-        }
-        depth = (depth + bracket_delta(line)).max(0);
-    }
-    if let Some(c) = current.take() {
-        out.push(classify(c));
-    }
-    out
-}
-
-fn bracket_delta(line: &str) -> i32 {
-    let code = line.split('#').next().unwrap_or("");
-    let mut d = 0;
-    for c in code.chars() {
-        match c {
-            '(' | '[' | '{' => d += 1,
-            ')' | ']' | '}' => d -= 1,
-            _ => {}
-        }
-    }
-    d
+    crate::pysource::top_level_statements(program)
+        .into_iter()
+        .map(|s| classify(s.text + "\n"))
+        .collect()
 }
 
 fn classify(text: String) -> TopLevel {
@@ -738,6 +698,32 @@ mod tests {
             ]
         );
         assert!(items[2].text.starts_with("@dec\n"));
+    }
+
+    #[test]
+    fn top_level_split_ignores_brackets_and_hashes_in_strings() {
+        // A `(` in a string used to open a bracket that never closed, swallowing the helper
+        // and the constant into the import's statement.
+        let p = "import re\nPAT = re.compile('(')\nSEP = \"#)\"\n\ndef helper(s):\n    return f\"{s[\"(\"]}\"\n\ndef f(s):\n    return helper(s)\n";
+        let kinds: Vec<_> = top_level(p).into_iter().map(|t| t.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                TopKind::Import,
+                TopKind::Assign(vec!["PAT".into()]),
+                TopKind::Assign(vec!["SEP".into()]),
+                TopKind::Def("helper".into()),
+                TopKind::Def("f".into())
+            ]
+        );
+        let (prog, added) = complete_program("def f(s):\n    return helper(s) + SEP\n", p);
+        assert!(added);
+        assert!(
+            prog.contains("PAT = re.compile('(')\nSEP = \"#)\"\n"),
+            "{prog}"
+        );
+        assert!(prog.contains("def helper(s):"), "{prog}");
+        assert_eq!(prog.matches("def f(").count(), 1, "{prog}");
     }
 
     #[test]

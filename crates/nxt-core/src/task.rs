@@ -57,37 +57,15 @@ pub fn guess_entry_point(tests: &[String], program: &str) -> Option<String> {
         .cloned()
 }
 
-/// Split a tests file into statements: each top-level statement (a line at column 0 plus its
-/// indented or bracket-continued lines) is one test; blank lines and comments are dropped.
+/// Split a tests file into statements: each top-level statement (with its indented lines,
+/// clauses and decorators, continued over brackets, strings and backslashes as Python's
+/// tokenizer does; see [`crate::pysource`]) is one test; blank lines and comments between
+/// statements are dropped.
 pub fn split_tests(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut depth: i32 = 0;
-    for line in text.lines() {
-        let t = line.trim();
-        let continues = depth > 0
-            || line.starts_with([' ', '\t'])
-            || out.last().is_some_and(|l| l.ends_with('\\'));
-        if t.is_empty() || (t.starts_with('#') && !continues) {
-            continue;
-        }
-        if continues && !out.is_empty() {
-            if let Some(last) = out.last_mut() {
-                last.push('\n');
-                last.push_str(line);
-            }
-        } else {
-            out.push(line.to_string());
-        }
-        for c in line.split('#').next().unwrap_or("").chars() {
-            match c {
-                '(' | '[' | '{' => depth += 1,
-                ')' | ']' | '}' => depth -= 1,
-                _ => {}
-            }
-        }
-        depth = depth.max(0);
-    }
-    out
+    crate::pysource::top_level_statements(text)
+        .into_iter()
+        .map(|s| s.text)
+        .collect()
 }
 
 #[cfg(test)]
@@ -115,6 +93,21 @@ mod tests {
                 "assert f(1) == 2",
                 "assert f(\n    3,\n) == 4",
                 "for x in [1]:\n    assert f(x)"
+            ]
+        );
+    }
+
+    #[test]
+    fn brackets_and_hashes_in_strings_do_not_merge_or_cut_tests() {
+        let t = "assert f(')') == 1\nassert g('#(') == 2\nassert h(\"\"\"\n)\"\"\") == 3\nassert f'{x[\"(\"]}' == '4'\nassert k(1) == 5\n";
+        assert_eq!(
+            split_tests(t),
+            vec![
+                "assert f(')') == 1",
+                "assert g('#(') == 2",
+                "assert h(\"\"\"\n)\"\"\") == 3",
+                "assert f'{x[\"(\"]}' == '4'",
+                "assert k(1) == 5"
             ]
         );
     }

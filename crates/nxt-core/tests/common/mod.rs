@@ -13,6 +13,22 @@ use nxt_core::task::{adhoc_task, RepairTask};
 use nxt_llm::{Completion, FinishReason, GenerationRequest, Generator, LlmError, Prompt};
 use nxt_sandbox::{Pool, PoolConfig};
 
+/// The benchmark data directory (`NXT_DATA_DIR`, else `../shared/data` beside the checkout),
+/// or None (with a message) where it is missing.
+pub fn data_dir() -> Option<std::path::PathBuf> {
+    let d = std::env::var_os("NXT_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+        });
+    if d.join("humanevalfix").is_dir() {
+        Some(d)
+    } else {
+        eprintln!("skipped: NXT_DATA_DIR {} not found", d.display());
+        None
+    }
+}
+
 /// A sandbox pool, or None (with a message) where the sandbox cannot start.
 pub fn pool() -> Option<Pool> {
     match Pool::new(PoolConfig {
