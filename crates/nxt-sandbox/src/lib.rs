@@ -70,6 +70,7 @@ mod pool;
 mod python;
 mod report;
 mod seccomp;
+pub mod test_support;
 mod wire;
 mod worker;
 

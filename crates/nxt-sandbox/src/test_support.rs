@@ -1,0 +1,57 @@
+//! The resource switch of the workspace's test suites.
+//!
+//! Tests that need something the machine may lack (the benchmark data, a sandbox that can
+//! start, extra CPython versions) skip with a message where it is missing. Under
+//! `NXT_REQUIRE_RESOURCES` such a skip is a failure instead, so that CI cannot go green
+//! without running them: `NXT_REQUIRE_RESOURCES=1` (or `all`) requires every resource, a
+//! comma-separated list (`data,sandbox`) the ones named. Resources: [`DATA`], [`SANDBOX`],
+//! [`PYTHON_VERSIONS`]. `.ci/run` sets `NXT_REQUIRE_RESOURCES=data,sandbox`.
+
+/// The environment variable of the switch.
+pub const REQUIRE_ENV: &str = "NXT_REQUIRE_RESOURCES";
+/// The benchmark data directory (`NXT_DATA_DIR`, or `../shared/data`).
+pub const DATA: &str = "data";
+/// A sandbox pool that starts.
+pub const SANDBOX: &str = "sandbox";
+/// CPython versions besides the default one (the tracer's multi-version goldens).
+pub const PYTHON_VERSIONS: &str = "python-versions";
+
+/// Whether `resource` is required by [`REQUIRE_ENV`].
+pub fn required(resource: &str) -> bool {
+    std::env::var(REQUIRE_ENV).is_ok_and(|v| {
+        v.split(',').map(str::trim).any(|p| {
+            p == resource
+                || p == "1"
+                || p.eq_ignore_ascii_case("all")
+                || p.eq_ignore_ascii_case("true")
+        })
+    })
+}
+
+/// Reports a test skipped because `resource` is missing (`why`), or panics (fails the test)
+/// when the switch requires that resource.
+pub fn skip(resource: &str, why: &str) {
+    if required(resource) {
+        panic!("{REQUIRE_ENV} requires `{resource}`, but it is unavailable: {why}");
+    }
+    eprintln!("skipped: {why}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_switch_names_resources() {
+        // Only this test touches the variable in this binary's unit tests.
+        std::env::set_var(REQUIRE_ENV, "data, sandbox");
+        assert!(required(DATA) && required(SANDBOX) && !required(PYTHON_VERSIONS));
+        assert!(std::panic::catch_unwind(|| skip(DATA, "no data")).is_err());
+        skip(PYTHON_VERSIONS, "no extra CPython");
+        std::env::set_var(REQUIRE_ENV, "1");
+        assert!(required(PYTHON_VERSIONS));
+        std::env::remove_var(REQUIRE_ENV);
+        assert!(!required(DATA));
+        skip(DATA, "no data");
+    }
+}
