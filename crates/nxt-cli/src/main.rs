@@ -1,8 +1,10 @@
 //! `nxt`: the NExT command-line tool.
 //!
-//! Each subcommand lives in its own module under `commands/`; this file only dispatches.
+//! Each subcommand lives in its own module under `commands/`; this file only dispatches and
+//! turns errors into one line and an exit status ([`exit`]).
 
 mod commands;
+mod exit;
 
 use clap::Parser;
 
@@ -14,10 +16,24 @@ struct Cli {
     command: commands::Command,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     exit_quietly_on_closed_stdout();
-    let cli = Cli::parse();
-    commands::run(cli.command)
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // `--help` and `--version` print to stdout and succeed; every other parse
+            // error is a usage error.
+            let code = if e.use_stderr() { exit::USAGE } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    if let Err(e) = commands::run(cli.command) {
+        // One line with the causes, no backtrace even with RUST_BACKTRACE set: a user error
+        // is not a bug.
+        eprintln!("error: {}", exit::describe(&e));
+        std::process::exit(exit::code_of(&e));
+    }
 }
 
 /// `nxt data list | head` closes stdout early; `println!` then panics with "Broken pipe".

@@ -152,3 +152,65 @@ fn isolation_report_lists_layers() {
     }
     assert!(out.status.success(), "{stdout}");
 }
+
+#[test]
+fn usage_and_input_errors_have_their_own_exit_codes_and_no_backtrace() {
+    let d = tmpdir("codes");
+    let prog = write(&d, "p.py", "def f():\n    return 1\n");
+    let tests = write(&d, "t.py", "assert f() == 1\n");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_nxt"))
+            .arg("exec")
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .expect("nxt runs")
+    };
+    // Argument parsing and argument checks: 64.
+    let out = run(&["--bogus-flag"]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = run(&["--program", &prog]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = run(&["--program", &prog, "--tests", &tests, "--timeout", "0"]);
+    assert_eq!(out.status.code(), Some(64));
+    // A missing file, a binary file, a tests file without statements: 65, one line.
+    let missing = d.join("nope.py").to_string_lossy().into_owned();
+    let out = run(&["--program", &missing, "--tests", &tests]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{stderr}");
+    assert!(stderr.contains("nope.py"), "{stderr}");
+    assert!(
+        !stderr.contains("Stack backtrace") && !stderr.contains("stack backtrace"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let bin = d.join("bin.py");
+    std::fs::write(&bin, [0xff, 0xfe, 0x00, 0x81]).unwrap();
+    let out = run(&["--program", &prog, "--tests", bin.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{stderr}");
+    assert!(stderr.contains("not UTF-8"), "{stderr}");
+    let empty = write(&d, "empty.py", "# nothing\n\n");
+    let out = run(&["--program", &prog, "--tests", &empty]);
+    assert_eq!(out.status.code(), Some(65));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn brackets_and_hashes_inside_test_strings_keep_tests_apart() {
+    let d = tmpdir("strings");
+    let prog = write(&d, "p.py", "def f(s):\n    return len(s)\n");
+    // The old splitter counted the `(` inside the f-string and merged the next two tests
+    // into one.
+    let tests = write(
+        &d,
+        "t.py",
+        "assert f(f\"{'('}\") == 1\nassert f('#)') == 2\nassert f('''\n(''') == 2\nassert f('x') == 1\n",
+    );
+    let out = nxt(&["--program", &prog, "--tests", &tests, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["tests"].as_array().unwrap().len(), 4, "{v}");
+    assert_eq!(v["verdict"], "passed", "{v}");
+    assert_eq!(out.status.code(), Some(0));
+    std::fs::remove_dir_all(&d).unwrap();
+}

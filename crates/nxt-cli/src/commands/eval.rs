@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+
+use crate::exit;
 use indicatif::{ProgressBar, ProgressStyle};
 use nxt_core::prompt::{Layout, PromptOptions};
 use nxt_core::{run_eval, EvalConfig, EvalContext, Progress, RepairConfig, RunStore};
@@ -83,16 +85,30 @@ impl ModelArgs {
 
     /// Open `spec` with these flags' client settings.
     pub fn open(&self, spec: &str) -> anyhow::Result<Box<dyn Generator>> {
+        self.open_as(spec, self.served_model.clone())
+    }
+
+    /// Open `spec` sending `served_model` as the model name to servers (None: what the
+    /// server lists), and check once that it can serve ([`Generator::preflight`]: a server
+    /// that cannot be reached or refuses the key fails here, before any work).
+    pub fn open_as(
+        &self,
+        spec: &str,
+        served_model: Option<String>,
+    ) -> anyhow::Result<Box<dyn Generator>> {
         let opts = nxt_llm::OpenOptions {
-            served_model: self.served_model.clone(),
+            served_model,
             concurrency: self.concurrency.max(1),
             request_timeout: Duration::from_secs(1800),
             ..Default::default()
         };
         eprintln!("loading model {spec} ...");
-        nxt_llm::open_generator(spec, &opts).with_context(|| {
+        let g = nxt_llm::open_generator(spec, &opts).with_context(|| {
             format!("cannot open model `{spec}` (a model directory, a hub id such as Qwen/Qwen2.5-Coder-0.5B-Instruct, which needs network access the first time, or a server URL)")
-        })
+        })?;
+        g.preflight()
+            .with_context(|| format!("model `{spec}` cannot serve"))?;
+        Ok(g)
     }
 
     /// A sandbox pool.
@@ -104,7 +120,8 @@ impl ModelArgs {
 /// Arguments of `nxt eval`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Benchmark: `hefix+` (HumanEvalFix graded on HumanEval+ tests), `mbpp-r`, `hefix`.
+    /// Benchmark: `hefix+` (HumanEvalFix graded on HumanEval+ tests), `mbpp-r`, `hefix`
+    /// (HumanEvalFix's own tests).
     #[arg(long, default_value = "hefix+")]
     pub benchmark: String,
     #[command(flatten)]
@@ -115,9 +132,10 @@ pub struct Args {
     /// Sampling temperature.
     #[arg(long, default_value_t = 0.8)]
     pub temperature: f32,
-    /// The k of pass@k (comma-separated; those above n are skipped).
-    #[arg(long, default_value = "1,5,10,25", value_delimiter = ',')]
-    pub k: Vec<usize>,
+    /// The k of pass@k, comma-separated, each between 1 and n (default: those of 1,5,10,25
+    /// that n allows).
+    #[arg(long, value_delimiter = ',')]
+    pub k: Option<Vec<usize>>,
     /// Also sample one greedy repair per task (greedy pass@1).
     #[arg(long)]
     pub greedy: bool,
@@ -133,9 +151,14 @@ pub struct Args {
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
     /// Proxy (student) model: gets the problem, the buggy program and each rationale (no
-    /// trace) and must fix it; its pass@k measures rationale quality.
+    /// trace) and must fix it; its pass@k measures rationale quality. Its fixes are stored per
+    /// proxy model: a rerun with another proxy adds a column, side by side.
     #[arg(long)]
     pub proxy_model: Option<String>,
+    /// Model name to send to the proxy's server (default: what that server lists;
+    /// `--served-model` applies to `--model` only).
+    #[arg(long, requires = "proxy_model")]
+    pub proxy_served_model: Option<String>,
     /// Base seed of sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -252,12 +275,91 @@ fn slug(s: &str) -> String {
         .collect()
 }
 
+/// The benchmarks `nxt eval` repairs (the others are datasets without buggy programs).
+pub const REPAIR_BENCHMARKS: &[&str] = &["hefix+", "mbpp-r", "hefix"];
+
+/// Checks every argument of `nxt eval` before any work: the benchmark, the split, `n`, the
+/// `k` of pass@k. Returns the canonical benchmark name, the split and the ks.
+fn check_args(args: &Args) -> anyhow::Result<(String, Option<nxt_data::Split>, Vec<usize>)> {
+    let benchmark = nxt_data::benchmarks::canonical_benchmark(&args.benchmark)
+        .ok()
+        .filter(|b| REPAIR_BENCHMARKS.contains(b))
+        .ok_or_else(|| {
+            exit::usage(format!(
+                "--benchmark {}: not a repair benchmark (expected one of {})",
+                args.benchmark,
+                REPAIR_BENCHMARKS.join(", ")
+            ))
+        })?
+        .to_string();
+    if args.n == 0 {
+        return Err(exit::usage("--n must be at least 1"));
+    }
+    let split = match &args.split {
+        Some(s) => Some(
+            nxt_data::Split::parse(s)
+                .filter(|s| *s != nxt_data::Split::FewShot)
+                .ok_or_else(|| {
+                    exit::usage(format!(
+                        "--split {s}: unknown split (expected test, validation or train)"
+                    ))
+                })?,
+        ),
+        None => None,
+    };
+    if split.is_some() && benchmark != "mbpp-r" {
+        return Err(exit::usage(format!(
+            "--split applies to mbpp-r only ({benchmark} has one split)"
+        )));
+    }
+    let ks = match &args.k {
+        Some(ks) => {
+            if let Some(k) = ks.iter().find(|&&k| k == 0 || k > args.n) {
+                return Err(exit::usage(format!(
+                    "--k {k}: pass@k needs 1 <= k <= --n (n = {}); give more samples or a smaller k",
+                    args.n
+                )));
+            }
+            ks.clone()
+        }
+        None => [1, 5, 10, 25]
+            .into_iter()
+            .filter(|&k| k <= args.n)
+            .collect(),
+    };
+    if args.limit == Some(0) {
+        return Err(exit::usage("--limit must be at least 1"));
+    }
+    if args.batch == 0 {
+        return Err(exit::usage("--batch must be at least 1"));
+    }
+    if !(args.temperature.is_finite() && args.temperature >= 0.0) {
+        return Err(exit::usage(format!(
+            "--temperature {}: must be a number >= 0",
+            args.temperature
+        )));
+    }
+    if !(args.model.top_p > 0.0 && args.model.top_p <= 1.0) {
+        return Err(exit::usage(format!(
+            "--top-p {}: must be in (0, 1]",
+            args.model.top_p
+        )));
+    }
+    if args.model.max_tokens == 0 {
+        return Err(exit::usage("--max-tokens must be at least 1"));
+    }
+    Ok((benchmark, split, ks))
+}
+
 /// Run `nxt eval`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let benchmark = nxt_data::benchmarks::canonical_benchmark(&args.benchmark)?.to_string();
-    if args.n == 0 {
-        bail!("--n must be at least 1");
-    }
+    let (benchmark, split, ks) = check_args(&args)?;
+    // Models first: an unreachable server or a refused key fails before the data is loaded.
+    let generator = args.model.open(&args.model.model)?;
+    let proxy = match &args.proxy_model {
+        Some(p) => Some(args.model.open_as(p, args.proxy_served_model.clone())?),
+        None => None,
+    };
     let dir = data_dir(args.data_dir.as_deref(), &benchmark, args.fetch)?;
     let pool = args.model.pool()?;
     eprintln!("loading benchmark {benchmark} ...");
@@ -265,12 +367,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         nxt_data::load_benchmark_with(&benchmark, &dir, Some(&pool)).with_context(|| {
             format!("cannot load benchmark {benchmark} (pass --fetch to download its data)")
         })?;
-    let split = match &args.split {
-        Some(s) => Some(nxt_data::Split::parse(s).with_context(|| {
-            format!("unknown split `{s}` (expected test, validation or train)")
-        })?),
-        None => None,
-    };
     let before = tasks.len();
     tasks.retain(|t| {
         t.meta.split != nxt_data::Split::FewShot && split.is_none_or(|s| t.meta.split == s)
@@ -290,11 +386,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if tasks.is_empty() {
         bail!("benchmark {benchmark} has no tasks to evaluate");
     }
-    let generator = args.model.open(&args.model.model)?;
-    let proxy = match &args.proxy_model {
-        Some(p) => Some(args.model.open(p)?),
-        None => None,
-    };
     let run_dir = args.run_dir.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(format!(
             "{}-{}-{}",
@@ -316,10 +407,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         n: args.n,
         temperature: args.temperature,
         greedy: args.greedy,
-        ks: args.k.clone(),
+        ks,
         seed: args.seed,
         batch: args.batch.max(1),
     };
+    let ctx = EvalContext {
+        pool: &pool,
+        generator: generator.as_ref(),
+        proxy: proxy.as_deref(),
+    };
+    // A run directory holding another configuration is refused before anything is said
+    // about resuming it; the error names each differing setting.
+    store.check_config(
+        &nxt_core::eval::config_record(&cfg, &ctx),
+        nxt_core::eval::VOLATILE_CONFIG_KEYS,
+    )?;
     let before = store.counts()?;
     if before.samples > 0 {
         eprintln!(
@@ -331,11 +433,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         eprintln!("run directory: {}", run_dir.display());
     }
-    let ctx = EvalContext {
-        pool: &pool,
-        generator: generator.as_ref(),
-        proxy: proxy.as_deref(),
-    };
     let mut bar = Bar::new();
     let report = run_eval(&ctx, &tasks, &cfg, &store, &mut |p| bar.update(p));
     bar.finish();
@@ -347,5 +444,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         run_dir.join("results.json").display(),
         run_dir.join("report.md").display()
     );
+    if !report.complete() {
+        return Err(exit::failed(format!(
+            "the run is incomplete: {} samples could not be generated (see above); rerun the same command to retry them",
+            report.generation_errors.missing
+        )));
+    }
     Ok(())
 }

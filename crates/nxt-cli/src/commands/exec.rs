@@ -4,8 +4,12 @@
 //! * many: `nxt exec --batch jobs.jsonl --out results.jsonl [--jobs N]` (resumable)
 //! * `nxt exec --isolation-report`
 //!
-//! Exit status of a single job: 0 passed, 1 failed, 2 executor error. A batch exits 0 once
-//! every job has a result (failing programs are normal results), 2 on executor errors.
+//! Exit status of a single job: 0 passed, 1 failed, 2 executor error, 64 usage error, 65 input
+//! error (a file that cannot be read or is not UTF-8 text, a tests file without statements).
+//! A batch exits 0 once every job has a result (failing programs are normal results), 2 on
+//! executor errors. Tests are split with the tokenizer of `nxt_core::pysource`.
+
+use crate::exit;
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -13,7 +17,8 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+use nxt_core::task::split_tests;
 use nxt_sandbox::{
     Comparison, Job, JobResult, Limits, Pool, PoolConfig, SetupPlacement, TestOutcome, Verdict,
 };
@@ -80,11 +85,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return isolation_report(&args);
     }
     if let Some(batch) = &args.batch {
-        let out = args.out.clone().context("--batch needs --out")?;
+        let out = args
+            .out
+            .clone()
+            .ok_or_else(|| exit::usage("--batch needs --out"))?;
         return run_batch(&args, batch, &out);
     }
     let (Some(program), Some(tests)) = (&args.program, &args.tests) else {
-        bail!("give --program and --tests, or --batch and --out, or --isolation-report");
+        return Err(exit::usage(
+            "give --program and --tests, or --batch and --out, or --isolation-report",
+        ));
     };
     run_single(&args, program, tests)
 }
@@ -110,10 +120,14 @@ fn limits(args: &Args) -> anyhow::Result<Limits> {
         Duration::try_from_secs_f64(v)
             .ok()
             .filter(|d| !d.is_zero())
-            .with_context(|| format!("{what} must be a positive number of seconds, got {v}"))
+            .ok_or_else(|| {
+                exit::usage(format!(
+                    "{what} must be a positive number of seconds, got {v}"
+                ))
+            })
     };
     if args.memory == 0 {
-        bail!("--memory must be positive");
+        return Err(exit::usage("--memory must be positive"));
     }
     Ok(Limits {
         test_timeout: secs(args.timeout, "--timeout")?,
@@ -131,8 +145,16 @@ fn comparison(args: &Args) -> Comparison {
     }
 }
 
+/// A text input file; unreadable or not UTF-8 is an input error (exit 65).
 fn read_text(p: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+    std::fs::read_to_string(p).map_err(|e| {
+        exit::input(match e.kind() {
+            std::io::ErrorKind::InvalidData => {
+                format!("{}: not UTF-8 text (a binary file?)", p.display())
+            }
+            _ => format!("cannot read {}: {e}", p.display()),
+        })
+    })
 }
 
 fn isolation_report(args: &Args) -> anyhow::Result<()> {
@@ -158,7 +180,10 @@ fn run_single(args: &Args, program: &Path, tests_path: &Path) -> anyhow::Result<
     let tests_src = read_text(tests_path)?;
     let tests = split_tests(&tests_src);
     if tests.is_empty() {
-        bail!("{}: no test statements found", tests_path.display());
+        return Err(exit::input(format!(
+            "{}: no test statements found",
+            tests_path.display()
+        )));
     }
     let job = Job {
         program: read_text(program)?,
@@ -257,83 +282,6 @@ fn print_human(job: &Job, r: &JobResult) {
     );
 }
 
-/// Splits a test file into top-level statements: a new statement starts at a line without
-/// indentation, outside brackets and strings, that does not continue a compound statement
-/// (`else`, `elif`, `except`, `finally`, decorators attach to what follows).
-pub fn split_tests(src: &str) -> Vec<String> {
-    let mut tests: Vec<String> = Vec::new();
-    let mut cur = String::new();
-    let mut depth: i32 = 0;
-    let mut in_triple: Option<&str> = None;
-    let mut continued = false;
-    let mut pending_decorator = false;
-    for line in src.lines() {
-        let trimmed = line.trim_start();
-        let top = depth == 0 && in_triple.is_none() && !continued;
-        let starts_new = top
-            && !line.starts_with([' ', '\t'])
-            && !trimmed.is_empty()
-            && !trimmed.starts_with('#')
-            && !["else", "elif", "except", "finally"].iter().any(|k| {
-                trimmed.starts_with(k) && !is_ident_char(trimmed[k.len()..].chars().next())
-            });
-        if starts_new && !pending_decorator && !cur.trim().is_empty() {
-            tests.push(std::mem::take(&mut cur).trim_end().to_string());
-        }
-        if starts_new {
-            pending_decorator = trimmed.starts_with('@');
-        }
-        if top && (trimmed.is_empty() || trimmed.starts_with('#')) && cur.trim().is_empty() {
-            continue;
-        }
-        cur.push_str(line);
-        cur.push('\n');
-        // Scan the line for brackets, strings, comments and a trailing backslash.
-        let b = line.as_bytes();
-        let mut i = 0;
-        continued = false;
-        while i < b.len() {
-            if let Some(q) = in_triple {
-                if line[i..].starts_with(q) {
-                    in_triple = None;
-                    i += 3;
-                } else {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-                continue;
-            }
-            match b[i] {
-                b'#' => break,
-                b'(' | b'[' | b'{' => depth += 1,
-                b')' | b']' | b'}' => depth -= 1,
-                b'\\' if i + 1 == b.len() => continued = true,
-                q @ (b'\'' | b'"') => {
-                    let triple = if q == b'"' { "\"\"\"" } else { "'''" };
-                    if line[i..].starts_with(triple) {
-                        in_triple = Some(triple);
-                        i += 3;
-                        continue;
-                    }
-                    i += 1;
-                    while i < b.len() && b[i] != q {
-                        i += if b[i] == b'\\' { 2 } else { 1 };
-                    }
-                }
-                _ => {}
-            }
-            i += 1;
-        }
-    }
-    if !cur.trim().is_empty() {
-        tests.push(cur.trim_end().to_string());
-    }
-    tests
-}
-
-fn is_ident_char(c: Option<char>) -> bool {
-    c.is_some_and(|c| c.is_alphanumeric() || c == '_')
-}
-
 /// One line of a batch file.
 #[derive(Debug, serde::Deserialize)]
 struct BatchJob {
@@ -397,7 +345,8 @@ fn run_batch(args: &Args, batch: &Path, out: &Path) -> anyhow::Result<()> {
     let limits = limits(args)?;
     let comparison = comparison(args);
     let reader = BufReader::new(
-        File::open(batch).with_context(|| format!("cannot open {}", batch.display()))?,
+        File::open(batch)
+            .map_err(|e| exit::input(format!("cannot open {}: {e}", batch.display())))?,
     );
     let mut ids = Vec::new();
     let mut jobs = Vec::new();
@@ -405,20 +354,26 @@ fn run_batch(args: &Args, batch: &Path, out: &Path) -> anyhow::Result<()> {
     let done = completed_ids(out)?;
     let mut skipped = 0usize;
     for (n, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("{}:{}: unreadable", batch.display(), n + 1))?;
+        let line = line
+            .map_err(|e| exit::input(format!("{}:{}: unreadable: {e}", batch.display(), n + 1)))?;
         if line.trim().is_empty() {
             continue;
         }
-        let j: BatchJob = serde_json::from_str(&line).with_context(|| {
-            format!(
-                "{}:{}: expected {{\"id\", \"program\", \"tests\": [...], \"setup\"?}}",
+        let j: BatchJob = serde_json::from_str(&line).map_err(|e| {
+            exit::input(format!(
+                "{}:{}: expected {{\"id\", \"program\", \"tests\": [...], \"setup\"?}}: {e}",
                 batch.display(),
                 n + 1
-            )
+            ))
         })?;
         let key = id_key(&j.id);
         if !seen.insert(key.clone()) {
-            bail!("{}:{}: duplicate id {}", batch.display(), n + 1, j.id);
+            return Err(exit::input(format!(
+                "{}:{}: duplicate id {}",
+                batch.display(),
+                n + 1,
+                j.id
+            )));
         }
         if done.contains(&key) {
             skipped += 1;
