@@ -8,13 +8,27 @@
 //! model or route, 429 when the queue is full, 500 when generation fails. Streaming is not
 //! supported.
 //!
+//! LoRA adapters (vLLM's API): a server built from [`ServedModels`] with an
+//! [`AdapterLoader`] (the embedded [`Engine`](crate::engine::Engine) is one) hosts adapters by
+//! name next to the base model: given at start ([`ServedModels::with_adapter`], `nxt serve
+//! --lora-modules NAME=DIR`) or at run time with `POST /v1/load_lora_adapter {"lora_name",
+//! "lora_path"}` and `POST /v1/unload_lora_adapter {"lora_name"}`. `/v1/models` lists each
+//! adapter with `parent` = the base model's id and `root` = its path; a request whose `model`
+//! is an adapter's name is generated with that adapter. Errors as vLLM gives them: 400 for a
+//! duplicate name, a missing field or an adapter that cannot be loaded, 404 when unloading an
+//! unknown name. Memory: each adapter is its own engine with the adapter merged into copies of
+//! the projections it adapts (one copy of those weights per adapter; embeddings, norms, the LM
+//! head and the tokenizer are shared with the base).
+//!
 //! Generation blocks, so it runs on tokio's blocking pool: at most
 //! [`ServerConfig::parallel`] generations at once, and at most [`ServerConfig::queue`] more
 //! waiting; beyond that requests are answered 429 with `Retry-After`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -70,9 +84,71 @@ impl Default for ServerConfig {
     }
 }
 
+/// Makes a generator with a LoRA adapter applied, for servers that host adapters by name.
+pub trait AdapterLoader: Send + Sync {
+    /// A generator with the adapter at `path` (a PEFT adapter directory) applied. Blocks
+    /// (loading and merging take a while); errors name what does not fit.
+    fn load_adapter(&self, path: &Path) -> Result<Arc<dyn Generator>, LlmError>;
+}
+
+impl AdapterLoader for crate::engine::Engine {
+    fn load_adapter(&self, path: &Path) -> Result<Arc<dyn Generator>, LlmError> {
+        Ok(Arc::new(self.with_adapter(path)?))
+    }
+}
+
+/// What a server serves: a base generator, optionally an [`AdapterLoader`] (without one the
+/// adapter routes answer 400), and adapters to load at start.
+pub struct ServedModels {
+    base: Arc<dyn Generator>,
+    loader: Option<Arc<dyn AdapterLoader>>,
+    initial: Vec<(String, PathBuf)>,
+}
+
+impl ServedModels {
+    /// The base generator only; adapters cannot be loaded.
+    pub fn new(base: Arc<dyn Generator>) -> Self {
+        Self {
+            base,
+            loader: None,
+            initial: Vec::new(),
+        }
+    }
+
+    /// An embedded engine: the base model, and adapters derived from it.
+    pub fn engine(engine: Arc<crate::engine::Engine>) -> Self {
+        Self {
+            base: engine.clone(),
+            loader: Some(engine),
+            initial: Vec::new(),
+        }
+    }
+
+    /// Sets the adapter loader.
+    pub fn with_loader(mut self, loader: Arc<dyn AdapterLoader>) -> Self {
+        self.loader = Some(loader);
+        self
+    }
+
+    /// An adapter to load at start, served as `name`.
+    pub fn with_adapter(mut self, name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        self.initial.push((name.into(), path.into()));
+        self
+    }
+}
+
+/// A hosted adapter.
+struct Adapter {
+    path: String,
+    generator: Arc<dyn Generator>,
+    created: u64,
+}
+
 struct AppState {
     generator: Arc<dyn Generator>,
     model: String,
+    loader: Option<Arc<dyn AdapterLoader>>,
+    adapters: RwLock<BTreeMap<String, Adapter>>,
     config: ServerConfig,
     /// Requests admitted (running or waiting): `parallel + queue` permits.
     admitted: Arc<Semaphore>,
@@ -82,10 +158,53 @@ struct AppState {
     created: u64,
 }
 
-/// The router serving the routes above over `generator`; mount it in an axum app or serve it
-/// with [`serve`].
+/// The router serving the routes above over `generator` (no adapters); mount it in an axum
+/// app or serve it with [`serve`].
 pub fn router(generator: Arc<dyn Generator>, config: &ServerConfig) -> Router {
+    build_router(ServedModels::new(generator), BTreeMap::new(), config)
+}
+
+/// The router over `models`, with its start-up adapters loaded (blocking; an adapter that
+/// cannot be loaded, a duplicate name or the base model's name is an error naming it).
+pub fn router_for(models: ServedModels, config: &ServerConfig) -> Result<Router, LlmError> {
+    let base_name = config
+        .model_name
+        .clone()
+        .unwrap_or_else(|| models.base.name());
+    let mut adapters = BTreeMap::new();
+    for (name, path) in &models.initial {
+        if name.is_empty() || *name == base_name || adapters.contains_key(name) {
+            return Err(LlmError::Request(format!(
+                "adapter name {name:?} is empty, the base model's name or given twice"
+            )));
+        }
+        let Some(loader) = &models.loader else {
+            return Err(LlmError::Request(
+                "this server's model cannot load LoRA adapters".into(),
+            ));
+        };
+        let generator = loader
+            .load_adapter(path)
+            .map_err(|e| LlmError::Model(format!("adapter {name}={}: {e}", path.display())))?;
+        adapters.insert(
+            name.clone(),
+            Adapter {
+                path: path.display().to_string(),
+                generator,
+                created: unix_now(),
+            },
+        );
+    }
+    Ok(build_router(models, adapters, config))
+}
+
+fn build_router(
+    served: ServedModels,
+    adapters: BTreeMap<String, Adapter>,
+    config: &ServerConfig,
+) -> Router {
     let parallel = config.parallel.max(1);
+    let generator = served.base;
     let model = config
         .model_name
         .clone()
@@ -93,6 +212,8 @@ pub fn router(generator: Arc<dyn Generator>, config: &ServerConfig) -> Router {
     let state = Arc::new(AppState {
         generator,
         model,
+        loader: served.loader,
+        adapters: RwLock::new(adapters),
         admitted: Arc::new(Semaphore::new(parallel + config.queue)),
         running: Arc::new(Semaphore::new(parallel)),
         config: config.clone(),
@@ -104,6 +225,8 @@ pub fn router(generator: Arc<dyn Generator>, config: &ServerConfig) -> Router {
         .route("/v1/models", get(models))
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/load_lora_adapter", post(load_lora_adapter))
+        .route("/v1/unload_lora_adapter", post(unload_lora_adapter))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state)
@@ -117,7 +240,15 @@ pub async fn serve(
     config: &ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), LlmError> {
-    let app = router(generator, config);
+    serve_router(listener, router(generator, config), shutdown).await
+}
+
+/// Serves `app` (from [`router`] or [`router_for`]) on `listener` until `shutdown` resolves.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), LlmError> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -135,6 +266,13 @@ pub struct ServerHandle {
 impl ServerHandle {
     /// Binds `config.host:config.port` and starts serving in the background.
     pub fn start(generator: Arc<dyn Generator>, config: &ServerConfig) -> Result<Self, LlmError> {
+        Self::start_models(ServedModels::new(generator), config)
+    }
+
+    /// Like [`ServerHandle::start`] over `models`: their start-up adapters are loaded first
+    /// (an error names the one that failed), then the server binds and serves.
+    pub fn start_models(models: ServedModels, config: &ServerConfig) -> Result<Self, LlmError> {
+        let app = router_for(models, config)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("nxt-serve")
@@ -147,9 +285,8 @@ impl ServerHandle {
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
-        let config = config.clone();
         runtime.spawn(async move {
-            let result = serve(listener, generator, &config, async move {
+            let result = serve_router(listener, app, async move {
                 let _ = stop_rx.await;
             })
             .await;
@@ -305,23 +442,179 @@ async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         kind: "not_found_error",
-        message: "no such route; nxt serve answers /health, /v1/models, /v1/completions and /v1/chat/completions".into(),
+        message: "no such route; nxt serve answers /health, /v1/models, /v1/completions, /v1/chat/completions, /v1/load_lora_adapter and /v1/unload_lora_adapter".into(),
         param: None,
         code: None,
     }
 }
 
 async fn models(State(state): State<Arc<AppState>>) -> Response {
-    let list = ModelList {
-        object: "list".into(),
-        data: vec![ModelEntry {
-            id: state.model.clone(),
-            object: "model".into(),
-            created: state.created,
-            owned_by: "nxt".into(),
-        }],
+    let adapters = state.adapters.read().unwrap_or_else(|e| e.into_inner());
+    if adapters.is_empty() {
+        let list = ModelList {
+            object: "list".into(),
+            data: vec![ModelEntry {
+                id: state.model.clone(),
+                object: "model".into(),
+                created: state.created,
+                owned_by: "nxt".into(),
+            }],
+        };
+        return json_response(StatusCode::OK, &list);
+    }
+    // With adapters, vLLM's shape: `root` (the weights' path) and `parent` (the base's id).
+    let mut data = vec![serde_json::json!({
+        "id": state.model,
+        "object": "model",
+        "created": state.created,
+        "owned_by": "nxt",
+        "root": state.generator.name(),
+        "parent": null,
+    })];
+    for (name, a) in adapters.iter() {
+        data.push(serde_json::json!({
+            "id": name,
+            "object": "model",
+            "created": a.created,
+            "owned_by": "nxt",
+            "root": a.path,
+            "parent": state.model,
+        }));
+    }
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({"object": "list", "data": data}),
+    )
+}
+
+/// A plain-text 200, as vLLM answers the adapter routes.
+fn text_ok(message: String) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        message,
+    )
+        .into_response()
+}
+
+fn adapter_field(v: &serde_json::Value, key: &str) -> Option<String> {
+    v.get(key)
+        .and_then(|x| x.as_str())
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+}
+
+async fn load_lora_adapter(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    load_adapter_route(state, body)
+        .await
+        .unwrap_or_else(|e| e.into_response())
+}
+
+async fn load_adapter_route(state: Arc<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad(format!("the request body is not valid JSON: {e}"), None))?;
+    let (Some(name), Some(path)) = (
+        adapter_field(&v, "lora_name"),
+        adapter_field(&v, "lora_path"),
+    ) else {
+        return Err(ApiError::bad(
+            "Both 'lora_name' and 'lora_path' must be provided.",
+            None,
+        ));
     };
-    json_response(StatusCode::OK, &list)
+    let inplace = v.get("load_inplace").and_then(|x| x.as_bool()) == Some(true);
+    let duplicate = || {
+        ApiError::bad(
+            format!("The lora adapter '{name}' has already been loaded."),
+            Some("lora_name"),
+        )
+    };
+    if name == state.model {
+        return Err(ApiError::bad(
+            format!("'{name}' is the base model's name; give the adapter another name"),
+            Some("lora_name"),
+        ));
+    }
+    if !inplace
+        && state
+            .adapters
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&name)
+    {
+        return Err(duplicate());
+    }
+    let Some(loader) = state.loader.clone() else {
+        return Err(ApiError::bad(
+            "this server's model cannot load LoRA adapters",
+            None,
+        ));
+    };
+    let dir = PathBuf::from(&path);
+    let generator = tokio::task::spawn_blocking(move || loader.load_adapter(&dir))
+        .await
+        .map_err(|e| internal(format!("loading the adapter panicked: {e}")))?
+        .map_err(|e| {
+            ApiError::bad(
+                format!("cannot load the lora adapter '{name}' from {path}: {e}"),
+                Some("lora_path"),
+            )
+        })?;
+    let mut adapters = state.adapters.write().unwrap_or_else(|e| e.into_inner());
+    if !inplace && adapters.contains_key(&name) {
+        // Loaded meanwhile by a concurrent request.
+        return Err(duplicate());
+    }
+    adapters.insert(
+        name.clone(),
+        Adapter {
+            path,
+            generator,
+            created: unix_now(),
+        },
+    );
+    Ok(text_ok(format!(
+        "Success: LoRA adapter '{name}' added successfully."
+    )))
+}
+
+async fn unload_lora_adapter(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let v: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return ApiError::bad(format!("the request body is not valid JSON: {e}"), None)
+                .into_response()
+        }
+    };
+    let Some(name) = adapter_field(&v, "lora_name") else {
+        return ApiError::bad(
+            "'lora_name' needs to be provided to unload a LoRA adapter.",
+            None,
+        )
+        .into_response();
+    };
+    let removed = state
+        .adapters
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&name);
+    match removed {
+        Some(_) => text_ok(format!(
+            "Success: LoRA adapter '{name}' removed successfully."
+        )),
+        None => ApiError {
+            status: StatusCode::NOT_FOUND,
+            kind: "NotFoundError",
+            message: format!("The lora adapter '{name}' cannot be found."),
+            param: Some("lora_name"),
+            code: None,
+        }
+        .into_response(),
+    }
 }
 
 async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
@@ -337,27 +630,56 @@ async fn chat_completions(State(state): State<Arc<AppState>>, body: Bytes) -> Re
 }
 
 /// Validates a request body into a [`GenerationRequest`].
-fn parse_request(body: &[u8], chat: bool, state: &AppState) -> Result<GenerationRequest, ApiError> {
+/// The model a request asked for and the generator serving it.
+struct Target {
+    name: String,
+    generator: Arc<dyn Generator>,
+}
+
+fn parse_request(
+    body: &[u8],
+    chat: bool,
+    state: &AppState,
+) -> Result<(GenerationRequest, Target), ApiError> {
     let req: IncomingRequest = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad(
             format!("the request body is not valid JSON for this endpoint: {e}"),
             None,
         )
     })?;
-    if let Some(m) = &req.model {
-        if m != &state.model {
-            return Err(ApiError {
-                status: StatusCode::NOT_FOUND,
-                kind: "not_found_error",
-                message: format!(
-                    "the model `{m}` does not exist; this server serves `{}`",
-                    state.model
-                ),
-                param: Some("model"),
-                code: Some("model_not_found"),
-            });
+    let target = match &req.model {
+        None => Target {
+            name: state.model.clone(),
+            generator: state.generator.clone(),
+        },
+        Some(m) if m == &state.model => Target {
+            name: m.clone(),
+            generator: state.generator.clone(),
+        },
+        Some(m) => {
+            let adapters = state.adapters.read().unwrap_or_else(|e| e.into_inner());
+            match adapters.get(m) {
+                Some(a) => Target {
+                    name: m.clone(),
+                    generator: a.generator.clone(),
+                },
+                None => {
+                    let mut names = vec![format!("`{}`", state.model)];
+                    names.extend(adapters.keys().map(|k| format!("`{k}`")));
+                    return Err(ApiError {
+                        status: StatusCode::NOT_FOUND,
+                        kind: "not_found_error",
+                        message: format!(
+                            "the model `{m}` does not exist; this server serves {}",
+                            names.join(", ")
+                        ),
+                        param: Some("model"),
+                        code: Some("model_not_found"),
+                    });
+                }
+            }
         }
-    }
+    };
     if req.stream == Some(true) {
         return Err(ApiError::bad(
             "streaming is not supported by nxt serve",
@@ -489,23 +811,26 @@ fn parse_request(body: &[u8], chat: bool, state: &AppState) -> Result<Generation
     };
     let stop = req.stop.map(|s| s.into_vec()).unwrap_or_default();
     let logprobs = req.logprobs.map(|l| l.requested()).unwrap_or(false);
-    Ok(GenerationRequest {
-        prompt,
-        n: n as usize,
-        params: SamplingParams {
-            temperature,
-            top_p,
-            top_k,
-            max_tokens,
-            stop,
-            seed: req.seed,
-            logprobs,
+    Ok((
+        GenerationRequest {
+            prompt,
+            n: n as usize,
+            params: SamplingParams {
+                temperature,
+                top_p,
+                top_k,
+                max_tokens,
+                stop,
+                seed: req.seed,
+                logprobs,
+            },
         },
-    })
+        target,
+    ))
 }
 
 async fn handle(state: Arc<AppState>, body: Bytes, chat: bool) -> Result<Response, ApiError> {
-    let request = parse_request(&body, chat, &state)?;
+    let (request, target) = parse_request(&body, chat, &state)?;
     let admitted = state
         .admitted
         .clone()
@@ -527,7 +852,7 @@ async fn handle(state: Arc<AppState>, body: Bytes, chat: bool) -> Result<Respons
         .acquire_owned()
         .await
         .map_err(|_| internal("the server is shutting down".into()))?;
-    let generator = state.generator.clone();
+    let generator = target.generator.clone();
     let req = request.clone();
     // The permits move into the blocking task: a slot is freed when generation really ends,
     // even if the client has gone away.
@@ -545,7 +870,7 @@ async fn handle(state: Arc<AppState>, body: Bytes, chat: bool) -> Result<Respons
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
     Ok(json_response(
         StatusCode::OK,
-        &response_body(&state, id, chat, &request, completions),
+        &response_body(&target.name, id, chat, &request, completions),
     ))
 }
 
@@ -560,7 +885,7 @@ fn internal(message: String) -> ApiError {
 }
 
 fn response_body(
-    state: &AppState,
+    model: &str,
     id: u64,
     chat: bool,
     request: &GenerationRequest,
@@ -632,7 +957,7 @@ fn response_body(
         }
         .into(),
         created: unix_now(),
-        model: state.model.clone(),
+        model: model.to_string(),
         choices,
         usage: Some(UsageField {
             prompt_tokens,
