@@ -168,7 +168,6 @@ pub fn build_results(
         if let Some((v, w)) = stage(ledger, &name)? {
             let model = if parts[1] == "base" { "base" } else { "best" };
             let entry = test.entry(model.to_string()).or_insert_with(|| json!({}));
-            entry["model"] = json!(parts[1]);
             let key = if parts[3] == "trace" {
                 "trace"
             } else {
@@ -263,11 +262,8 @@ pub fn summary_table(v: &Value) -> String {
                 "test", "set", "pass@1", "greedy", "no-trace p@1", "no-tr greedy"
             );
             for (who, sets) in t {
-                let model = sets["model"].as_str().unwrap_or(who);
+                let model = who.as_str();
                 for (set, r) in sets.as_object().into_iter().flatten() {
-                    if set == "model" {
-                        continue;
-                    }
                     let _ = writeln!(
                         s,
                         "{:<10} {:<22} {:>12} {:>12} {:>12} {:>12}",

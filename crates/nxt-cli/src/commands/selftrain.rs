@@ -167,5 +167,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         RunEnd::Paused(why) => eprintln!("paused: {why}"),
     }
+    // The HTML page is derived from the store; a failure to draw it loses nothing.
+    match nxt_report::write_report(&run_dir, &[], &run_dir.join("report.html")) {
+        Ok(s) => eprintln!("report: {}", s.out.display()),
+        Err(e) => eprintln!("warning: no HTML report: {e}"),
+    }
     Ok(())
 }
