@@ -29,7 +29,7 @@ pub mod templates;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use nxt_core::prompt::{format_answer, Layout, PromptOptions};
+use nxt_core::prompt::{format_answer, Layout, PromptOptions, RATIONALE_HEADING};
 use nxt_core::repair::{prepare, prompt_for, RepairConfig};
 use nxt_data::{grading_limits, RepairTask, SourceDataset, Split, TaskMeta, TestSuite};
 use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
@@ -206,6 +206,16 @@ pub struct WarmStartExample {
     pub prompt: String,
     /// The answer: rationale and fixed program ([`format_answer`]).
     pub completion: String,
+}
+
+/// The answer as the model writes it after a completion-layout prompt: [`format_answer`]
+/// without its leading `### Rationale` heading, which ends the prompt.
+pub fn answer_after_prompt(rationale: &str, fixed_program: &str) -> String {
+    let full = format_answer(rationale, fixed_program);
+    match full.strip_prefix(RATIONALE_HEADING) {
+        Some(rest) => rest.trim_start_matches('\n').to_string(),
+        None => full,
+    }
 }
 
 /// The repair settings of the toy: completion layout, zero-shot, with the trace; short
@@ -561,7 +571,7 @@ fn hand_made(pool: &Pool, g: &Generated, cfg: &RepairConfig) -> Result<WarmStart
     Ok(WarmStartExample {
         id: g.task.id.clone(),
         prompt,
-        completion: format_answer(&text, &g.draft.reference),
+        completion: answer_after_prompt(&text, &g.draft.reference),
     })
 }
 

@@ -926,16 +926,15 @@ pub(crate) fn observed_in_trace(trace: &str) -> Option<String> {
 /// The hand-made rationale of a draft whose buggy program fails `failing_test` and whose
 /// trace shows `observed`.
 pub(crate) fn rationale(d: &Draft, failing_test: &str, observed: &str) -> String {
-    let expected = failing_test
-        .rsplit_once(" == ")
-        .map(|(_, e)| e.trim().to_string())
-        .unwrap_or_default();
+    let test = failing_test.trim();
+    let (call, expected) = test
+        .strip_prefix("assert ")
+        .and_then(|t| t.rsplit_once(" == "))
+        .map(|(c, e)| (c.trim(), e.trim()))
+        .unwrap_or((test, "?"));
     format!(
-        "The test `{}` fails: the trace shows `{}`, but the expected value is {}. \
+        "On `{call}` the trace shows `{observed}`, expected {expected}. \
 The line `{}` is wrong: {}. It should be `{}`.",
-        failing_test.trim(),
-        observed,
-        expected,
         d.bad_line.trim(),
         d.reason,
         d.good_line.trim()
