@@ -39,7 +39,7 @@ use nxt_trace::{Format, RenderOptions};
 use serde::{Deserialize, Serialize};
 
 use templates::{draft, observed_in_trace, rationale, Draft, Rng};
-pub use templates::{templates, BugKind, Template, TemplateKind};
+pub use templates::{templates, BugKind, Naming, Template, TemplateKind};
 
 /// Errors of the toy's preparation.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +148,8 @@ pub struct ToyOptions {
     pub dev_templates: usize,
     /// Templates held out for the test split.
     pub test_templates: usize,
+    /// How instances name things (fixed names by default: see [`Naming`]).
+    pub naming: Naming,
     /// Training tasks with a hand-made repair in `warm_start.jsonl`.
     pub warm_start: usize,
     /// Training tasks whose prompts and hand-made completions the tokenizer's merges are
@@ -164,6 +166,7 @@ impl Default for ToyOptions {
             instances_per_template: 12,
             dev_templates: 6,
             test_templates: 6,
+            naming: Naming::Fixed,
             warm_start: 64,
             corpus_tasks: 200,
             model: ToyModelShape::default(),
@@ -410,7 +413,7 @@ fn generate(pool: &Pool, opts: &ToyOptions) -> Result<(Vec<Generated>, usize), T
             for j in 0..(need + need / 2 + usize::from(need > 0)) {
                 let stream = ((ti as u64) << 40) | (round << 20) | j as u64;
                 let mut rng = Rng::new(opts.seed, stream);
-                drafts.push((ti, draft(t, &mut rng)));
+                drafts.push((ti, draft(t, &mut rng, opts.naming)));
             }
         }
         if drafts.is_empty() {

@@ -56,7 +56,6 @@ fn prepared() -> &'static (PathBuf, nxt_selftrain::toy::ToyArtifacts) {
 }
 
 #[test]
-#[ignore = "known failure, open: two generations with the same options differed in train.jsonl on a loaded machine (see the closing note of 2026-12-03)"]
 fn generation_is_deterministic_and_reused() {
     let (dir, art) = prepared();
     assert!(!art.reused);

@@ -52,6 +52,20 @@ impl Rng {
     }
 }
 
+/// How an instance names its function, parameter, loop variable and accumulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Naming {
+    /// One set of names per skeleton, the function always `f` (`def f(xs):`, `x`,
+    /// `total`): the fix can be written from the specification alone, without copying names
+    /// from the prompt, which a tiny model trained for minutes on a CPU cannot learn.
+    #[default]
+    Fixed,
+    /// Names drawn per instance, the function named after its template (`product_ge`):
+    /// fixing needs copying the buggy program, as with real models.
+    Varied,
+}
+
 /// The kind of the injected bug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -851,26 +865,29 @@ fn calls(
 }
 
 /// Draw one instance of `template` (names, constants, one bug, test calls).
-pub(crate) fn draft(template: &Template, rng: &mut Rng) -> Draft {
+pub(crate) fn draft(template: &Template, rng: &mut Rng, naming: Naming) -> Draft {
     let kind = template.kind;
-    let names = match kind {
-        TemplateKind::List { .. } => Names {
+    let (params, vars): (&[&'static str], &[&'static str]) = match kind {
+        TemplateKind::List { .. } => (&["xs", "nums", "values", "items"], &["x", "v", "n", "y"]),
+        TemplateKind::Range { .. } => (&["n", "m", "limit", "top"], &["i", "j", "k", "x"]),
+        TemplateKind::Str { .. } => (
+            &["s", "text", "word", "line"],
+            &["ch", "c", "letter", "char"],
+        ),
+    };
+    let accs: &[&'static str] = &["total", "acc", "result", "res", "out"];
+    let names = match naming {
+        Naming::Varied => Names {
             fname: template.function_name(),
-            param: rng.pick(&["xs", "nums", "values", "items"]),
-            var: rng.pick(&["x", "v", "n", "y"]),
-            acc: rng.pick(&["total", "acc", "result", "res", "out"]),
+            param: rng.pick(params),
+            var: rng.pick(vars),
+            acc: rng.pick(accs),
         },
-        TemplateKind::Range { .. } => Names {
-            fname: template.function_name(),
-            param: rng.pick(&["n", "m", "limit", "top"]),
-            var: rng.pick(&["i", "j", "k", "x"]),
-            acc: rng.pick(&["total", "acc", "result", "res", "out"]),
-        },
-        TemplateKind::Str { .. } => Names {
-            fname: template.function_name(),
-            param: rng.pick(&["s", "text", "word", "line"]),
-            var: rng.pick(&["ch", "c", "letter", "char"]),
-            acc: rng.pick(&["total", "acc", "result", "res", "out"]),
+        Naming::Fixed => Names {
+            fname: "f".to_string(),
+            param: params[0],
+            var: vars[0],
+            acc: accs[0],
         },
     };
     let k = rng.range(1, 6);
@@ -953,8 +970,13 @@ mod tests {
         assert_eq!(ids.len(), ts.len());
         let mut rng = Rng::new(7, 0);
         for t in &ts {
-            for _ in 0..20 {
-                let d = draft(t, &mut rng);
+            for i in 0..20 {
+                let naming = if i % 2 == 0 {
+                    Naming::Varied
+                } else {
+                    Naming::Fixed
+                };
+                let d = draft(t, &mut rng, naming);
                 let differ = d
                     .reference
                     .lines()
