@@ -69,6 +69,19 @@ fn stage(l: &Ledger, name: &str) -> Result<Option<(Value, f64)>, SelftrainError>
     l.stage(name)
 }
 
+/// The samples iteration `iteration` kept for training, from the ledger's keep decisions:
+/// `task_id#sample_idx` (the sample's index among its task's samples in the iteration's
+/// sampling store), the same ids the lines of `iter-N/train.jsonl` carry, in that file's
+/// order (by task id, then sample index).
+pub fn kept_sample_ids(ledger: &Ledger, iteration: usize) -> Result<Vec<String>, SelftrainError> {
+    Ok(ledger
+        .decisions(iteration)?
+        .into_iter()
+        .filter(|d| d.decision == "kept")
+        .map(|d| format!("{}#{}", d.task_id, d.sample_idx))
+        .collect())
+}
+
 /// Builds `results.json` from the ledger.
 pub fn build_results(
     ledger: &Ledger,
@@ -135,6 +148,7 @@ pub fn build_results(
             it.insert("kept".into(), v["kept"].clone());
             it.insert("funnel".into(), v["funnel"].clone());
             it.insert("kept_per_task".into(), v["kept_per_task"].clone());
+            it.insert("kept_sample_ids".into(), json!(kept_sample_ids(ledger, i)?));
             it.insert("train_set".into(), v["train_set"].clone());
             it.insert("train_set_sha256".into(), v["train_set_sha256"].clone());
             w.insert("keep".into(), json!(s));
@@ -410,4 +424,80 @@ pub fn fingerprint(run_dir: &Path) -> Result<Value, SelftrainError> {
     }
     out.insert("decisions".into(), Value::Array(decisions));
     Ok(Value::Object(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{Decision, StageRecords};
+
+    fn decision(task: &str, idx: i64, d: &str) -> Decision {
+        Decision {
+            task_id: task.into(),
+            sample_idx: idx,
+            decision: d.into(),
+            completion_tokens: 10,
+        }
+    }
+
+    #[test]
+    fn results_list_the_kept_samples_of_each_iteration_from_the_ledger() {
+        let dir = std::env::temp_dir().join(format!("nxt-results-kept-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut ledger = Ledger::open(&dir.join("selftrain.sqlite")).expect("ledger");
+        let cfg = SelftrainConfig::from_toml("[model]\nbase = \"m\"\n").expect("config");
+        let keep = |kept: usize| json!({"kept": kept, "funnel": {}, "kept_per_task": {}});
+        let it1 = [
+            decision("t/2", 0, "failed"),
+            decision("t/2", 1, "kept"),
+            decision("t/10", 3, "kept"),
+            decision("t/10", 1, "kept"),
+            decision("t/10", 2, "duplicate"),
+            decision("t/7", 0, "over_cap"),
+        ];
+        ledger
+            .finish_stage(
+                "iter-1/keep",
+                &keep(3),
+                1.0,
+                &StageRecords {
+                    decisions: Some((1, &it1)),
+                    ..StageRecords::default()
+                },
+            )
+            .expect("keep 1");
+        let it2 = [decision("t/2", 0, "unparseable")];
+        ledger
+            .finish_stage(
+                "iter-2/keep",
+                &keep(0),
+                1.0,
+                &StageRecords {
+                    decisions: Some((2, &it2)),
+                    ..StageRecords::default()
+                },
+            )
+            .expect("keep 2");
+        // Iteration 3 sampled but was stopped before its keep stage.
+        ledger
+            .finish_stage(
+                "iter-3/sample",
+                &json!({"pass@1": 0.5, "run_dir": "iter-3/sample"}),
+                1.0,
+                &StageRecords::default(),
+            )
+            .expect("sample 3");
+        let v = build_results(&ledger, &cfg, "running").expect("results");
+        let its = v["iterations"].as_array().expect("iterations");
+        assert_eq!(its.len(), 3);
+        // By task id, then sample index: the order of train.jsonl.
+        assert_eq!(
+            its[0]["kept_sample_ids"],
+            json!(["t/10#1", "t/10#3", "t/2#1"])
+        );
+        assert_eq!(its[1]["kept_sample_ids"], json!([]));
+        assert!(its[2].get("kept_sample_ids").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
