@@ -177,6 +177,125 @@ fn fenced_blocks(text: &str) -> Vec<Block> {
     out
 }
 
+/// The marker that stands for a code block removed from a rationale by [`prose_only`].
+pub const CODE_OMITTED: &str = "[code omitted]";
+
+/// The prose of a rationale, for a reader that must not see code (the proxy model).
+///
+/// Every fenced block (```` ``` ```` or `~~~`, closed or cut off by the end of the text), every
+/// unfenced code region (a column-0 `def`/`class`/`import`/decorator line and the code lines
+/// after it) and every indented block that reads as Python is replaced by one
+/// [`CODE_OMITTED`] line; inline code spans (`` `x == 3` ``) are kept.
+pub fn prose_only(text: &str) -> String {
+    let text = text.replace("\r\n", "\n");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out: Vec<&str> = Vec::new();
+    let omit = |out: &mut Vec<&str>| {
+        if out.last() != Some(&CODE_OMITTED) {
+            out.push(CODE_OMITTED);
+        }
+    };
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        if let Some(fence) = fence_opening(line.trim_start()) {
+            // Up to and including the closing fence (or to the end of the text).
+            i += 1;
+            while i < lines.len() && lines[i].trim() != fence {
+                i += 1;
+            }
+            i += 1;
+            omit(&mut out);
+            continue;
+        }
+        if starts_code_region(line) {
+            i += 1;
+            while i < lines.len()
+                && is_code_line(lines[i])
+                && fence_opening(lines[i].trim_start()).is_none()
+            {
+                i += 1;
+            }
+            // Blank lines that ended the region belong to the prose after it.
+            while lines[i - 1].trim().is_empty() {
+                i -= 1;
+            }
+            omit(&mut out);
+            continue;
+        }
+        let after_blank = out.last().is_none_or(|l| l.trim().is_empty());
+        if after_blank && is_indented(line) && !line.trim().is_empty() {
+            let mut j = i;
+            while j < lines.len() && (lines[j].trim().is_empty() || is_indented(lines[j])) {
+                j += 1;
+            }
+            while lines[j - 1].trim().is_empty() {
+                j -= 1;
+            }
+            if looks_like_python(&dedent(&lines[i..j].join("\n"))) {
+                omit(&mut out);
+                i = j;
+                continue;
+            }
+        }
+        out.push(line);
+        i += 1;
+    }
+    out.join("\n").trim().to_string()
+}
+
+/// The fence (```` ``` ```` or `~~~`) that a line opens, when it opens a code block (the fence
+/// followed by nothing or by a language name).
+fn fence_opening(trimmed: &str) -> Option<&'static str> {
+    ["```", "~~~"].into_iter().find(|fence| {
+        trimmed.strip_prefix(fence).is_some_and(|info| {
+            info.trim()
+                .chars()
+                .all(|c| c.is_alphanumeric() || "+-_.".contains(c))
+        })
+    })
+}
+
+/// Whether a column-0 line starts a region of unfenced code: a definition header, an import
+/// or a decorator (not a prose sentence that happens to start with `from` or `class`).
+fn starts_code_region(line: &str) -> bool {
+    let t = line.trim_end();
+    let ident = |s: &str| {
+        !s.is_empty()
+            && s.split('.')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
+    };
+    if let Some(rest) = t
+        .strip_prefix("def ")
+        .or_else(|| t.strip_prefix("async def "))
+        .or_else(|| t.strip_prefix("class "))
+    {
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let after = rest[name.len()..].trim_start();
+        return !name.is_empty() && (after.starts_with('(') || after.starts_with(':'));
+    }
+    if let Some(rest) = t.strip_prefix("import ") {
+        return rest
+            .split(',')
+            .all(|p| p.split(" as ").all(|q| ident(q.trim())));
+    }
+    if let Some(rest) = t.strip_prefix("from ") {
+        return rest.split_once(" import ").is_some_and(|(m, _)| {
+            ident(m.trim().trim_start_matches('.')) || m.trim().chars().all(|c| c == '.')
+        });
+    }
+    t.strip_prefix('@')
+        .is_some_and(|r| ident(r.split('(').next().unwrap_or("").trim()))
+}
+
+/// Whether a line is indented by at least four columns (a Markdown indented code line).
+fn is_indented(line: &str) -> bool {
+    line.starts_with('\t') || line.starts_with("    ")
+}
+
 /// Python keywords that may start a top-level statement of a program.
 const TOP_LEVEL_STARTS: &[&str] = &[
     "def ",
@@ -732,6 +851,25 @@ mod tests {
         assert!(defines("def foo (x):\n", "foo"));
         assert!(!defines("def foobar(x):\n", "foo"));
         assert!(defines("class A:\n    def foo(self):\n", "foo"));
+    }
+
+    #[test]
+    fn prose_only_removes_every_kind_of_code_block_and_keeps_inline_spans() {
+        let r = "The loop stops early: `range(n - 1)` misses the last index.\n\
+                 A draft:\n```python\ndef g(xs):\n    return sum(xs[:])\n```\n\
+                 Unfenced:\ndef g(xs):\n    total = sum(xs)\n    return total\n\n\
+                 So the sum is short by one element.\n\n    total = 0\n    for x in xs:\n        total += x\n\n\
+                 from the trace, (3) shows `i=2`.\n~~~\nprint(g([1]))\n";
+        let p = prose_only(r);
+        assert_eq!(
+            p,
+            "The loop stops early: `range(n - 1)` misses the last index.\nA draft:\n[code omitted]\n\
+             Unfenced:\n[code omitted]\n\nSo the sum is short by one element.\n\n[code omitted]\n\n\
+             from the trace, (3) shows `i=2`.\n[code omitted]"
+        );
+        // Prose that starts like code, and an indented list, stay.
+        let keep = "class imbalance is not the issue.\nimport errors neither.\n\n    - step one\n    - step two";
+        assert_eq!(prose_only(keep), keep);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use nxt_llm::{ChatMessage, Prompt};
 use serde::{Deserialize, Serialize};
 
 use crate::exemplars::{exemplars, Exemplar};
+use crate::parse::prose_only;
 use crate::task::RepairTask;
 
 /// How the prompt is laid out.
@@ -153,12 +154,16 @@ pub fn build_prompt(
 
 /// The proxy prompt: problem, buggy program, tests and a rationale (no trace); the proxy
 /// model must write the fix. Few-shot uses the exemplars' rationales.
+///
+/// The proxy sees the rationale's prose only ([`prose_only`]): its code blocks (a draft of
+/// the fix, say) are replaced by a marker, so that the proxy's score measures the
+/// explanation, not a fix copied from it.
 pub fn build_proxy_prompt(task: &RepairTask, rationale: &str, opts: &PromptOptions) -> Prompt {
     let with_rationale = |spec: &str, program: &str, tests: &[String], r: &str| {
         format!(
             "{}\n### Explanation of the bug\n{}\n",
             task_block(spec, program, tests, None),
-            r.trim()
+            prose_only(r)
         )
     };
     let shots: Vec<(String, String)> = if opts.few_shot {
@@ -366,6 +371,56 @@ mod tests {
         };
         assert_eq!(m.len(), 8);
         assert!(m[2].content.starts_with(PROGRAM_HEADING));
+    }
+
+    #[test]
+    fn no_line_of_the_sampled_fix_reaches_the_proxy_prompt() {
+        // A completion that drafts the fix in fenced and unfenced code before the final block.
+        let fix = "def dbl(x):\n    doubled = x * 2  # times two\n    return doubled\n";
+        let completion = format!(
+            "The program adds 2 where it should multiply by 2: `x + 2` gives 5 for 3.\n\
+             A first attempt:\n```python\n{fix}```\nOr, without fences:\n\n{fix}\n\
+             That is the idea.\n\n### Fixed program\n```python\n{fix}```\n"
+        );
+        let parsed =
+            crate::parse::parse_completion(&completion, Some("dbl"), &task().buggy_program);
+        assert_eq!(parsed.program.as_deref(), Some(fix));
+        assert!(
+            parsed.rationale.contains("doubled = x * 2"),
+            "{}",
+            parsed.rationale
+        );
+        for opts in [
+            PromptOptions::default(),
+            PromptOptions {
+                layout: Layout::Completion,
+                ..PromptOptions::default()
+            },
+        ] {
+            let text = |p: Prompt| match p {
+                Prompt::Text(t) => t,
+                Prompt::Chat(m) => m
+                    .iter()
+                    .map(|m| m.content.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            };
+            let without = text(build_proxy_prompt(&task(), "", &opts));
+            let with = text(build_proxy_prompt(&task(), &parsed.rationale, &opts));
+            // Fix lines that the prompt holds anyway (the buggy program's `def` line) aside,
+            // none reaches the proxy.
+            let leaked: Vec<&str> = fix
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !without.contains(l) && with.contains(l))
+                .collect();
+            assert!(leaked.is_empty(), "{leaked:?} in\n{with}");
+            assert!(with.contains(
+                "The program adds 2 where it should multiply by 2: `x + 2` gives 5 for 3."
+            ));
+            assert!(with.contains(crate::parse::CODE_OMITTED));
+            assert!(with.contains("That is the idea."));
+        }
     }
 
     #[test]
