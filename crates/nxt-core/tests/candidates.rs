@@ -43,7 +43,10 @@ fn candidates_are_written_and_resumed() {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
     let path = data.join("mbpp/mbpp.jsonl");
     if !path.is_file() {
-        eprintln!("skipped: NXT_DATA_DIR {} not found", data.display());
+        nxt_sandbox::test_support::skip(
+            nxt_sandbox::test_support::DATA,
+            &format!("NXT_DATA_DIR {} not found", data.display()),
+        );
         return;
     }
     let all = nxt_data::loaders::load_mbpp(&path).unwrap();

@@ -19,7 +19,10 @@ fn data_dir() -> Option<PathBuf> {
     if d.join("humanevalfix").is_dir() {
         Some(d)
     } else {
-        eprintln!("skipped: NXT_DATA_DIR {} not found", d.display());
+        nxt_sandbox::test_support::skip(
+            nxt_sandbox::test_support::DATA,
+            &format!("NXT_DATA_DIR {} not found", d.display()),
+        );
         None
     }
 }

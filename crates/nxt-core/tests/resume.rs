@@ -1,7 +1,7 @@
 //! A run killed with SIGKILL mid-way resumes without losing or duplicating anything.
 //!
-//! The test re-runs its own binary as a child (`resume_child`, active only when
-//! `NXT_CORE_RESUME_CHILD_DIR` is set). The child's generator (a canned-text test double)
+//! The test re-runs its own binary as a child (`resume_child`, an ignored helper that the
+//! parent runs with `--ignored` and `NXT_CORE_RESUME_CHILD_DIR` set; it is not a test). The child's generator (a canned-text test double)
 //! blocks forever after two requests, so the kill always lands in the middle of the run.
 
 mod common;
@@ -27,10 +27,14 @@ fn config() -> EvalConfig {
     }
 }
 
+/// The child of [`kill_9_mid_run_then_resume_loses_and_duplicates_nothing`]: not a test.
 #[test]
+#[ignore = "child-process helper of kill_9_mid_run_then_resume_loses_and_duplicates_nothing"]
 fn resume_child() {
     let Ok(dir) = std::env::var("NXT_CORE_RESUME_CHILD_DIR") else {
-        return;
+        panic!(
+            "resume_child is a helper: run by its parent test with NXT_CORE_RESUME_CHILD_DIR set"
+        );
     };
     let Some(pool) = pool() else {
         std::process::exit(3)
@@ -60,6 +64,7 @@ fn kill_9_mid_run_then_resume_loses_and_duplicates_nothing() {
         .args([
             "--exact",
             "resume_child",
+            "--ignored",
             "--nocapture",
             "--test-threads",
             "1",

@@ -12,7 +12,10 @@ pub fn data_dir() -> Option<PathBuf> {
     if dir.join("mbpp/mbpp.jsonl").is_file() {
         Some(dir)
     } else {
-        eprintln!("skipped: NXT_DATA_DIR ({}) not found", dir.display());
+        nxt_sandbox::test_support::skip(
+            nxt_sandbox::test_support::DATA,
+            &format!("NXT_DATA_DIR ({}) not found", dir.display()),
+        );
         None
     }
 }

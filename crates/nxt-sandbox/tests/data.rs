@@ -18,7 +18,10 @@ fn data_dir() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        println!("skipped: NXT_DATA_DIR {} not found", dir.display());
+        nxt_sandbox::test_support::skip(
+            nxt_sandbox::test_support::DATA,
+            &format!("NXT_DATA_DIR {} not found", dir.display()),
+        );
         None
     }
 }

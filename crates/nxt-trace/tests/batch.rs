@@ -8,7 +8,10 @@ use nxt_trace::{CaptureOptions, DirectRunner, Format, RenderOptions};
 #[test]
 fn batch_runs_resumes_and_reports_bad_lines() {
     let Some(python) = common::python() else {
-        eprintln!("skipped: no python3 interpreter found");
+        nxt_sandbox::test_support::skip(
+            nxt_sandbox::test_support::SANDBOX,
+            "no python3 interpreter found",
+        );
         return;
     };
     let runner = DirectRunner { python };

@@ -15,7 +15,10 @@ use nxt_trace::CaptureOptions;
 fn corpus_traces_are_consistent() {
     let dir = default_data_dir();
     if !dir.join("mbpp/mbpp.jsonl").exists() {
-        eprintln!("skipped: NXT_DATA_DIR {} not found", dir.display());
+        nxt_sandbox::test_support::skip(
+            nxt_sandbox::test_support::DATA,
+            &format!("NXT_DATA_DIR {} not found", dir.display()),
+        );
         return;
     }
     let full = std::env::var_os("NXT_FULL_CORPUS").is_some_and(|v| v == "1");
@@ -27,7 +30,10 @@ fn corpus_traces_are_consistent() {
     }) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("skipped: sandbox pool unavailable: {e}");
+            nxt_sandbox::test_support::skip(
+                nxt_sandbox::test_support::SANDBOX,
+                &format!("sandbox pool unavailable: {e}"),
+            );
             return;
         }
     };

@@ -8,7 +8,10 @@ use nxt_trace::{render, trace, DirectRunner, Format};
 #[test]
 fn golden_renderings() {
     let Some(python) = common::python() else {
-        eprintln!("skipped: no python3 interpreter found");
+        nxt_sandbox::test_support::skip(
+            nxt_sandbox::test_support::SANDBOX,
+            "no python3 interpreter found",
+        );
         return;
     };
     let runner = DirectRunner { python };

@@ -14,7 +14,10 @@ fn pool() -> Option<Pool> {
     match Pool::new(config) {
         Ok(p) => Some(p),
         Err(e) => {
-            eprintln!("skipped: sandbox pool unavailable: {e}");
+            nxt_sandbox::test_support::skip(
+                nxt_sandbox::test_support::SANDBOX,
+                &format!("sandbox pool unavailable: {e}"),
+            );
             None
         }
     }

@@ -24,7 +24,10 @@ pub fn data_dir() -> Option<std::path::PathBuf> {
     if d.join("humanevalfix").is_dir() {
         Some(d)
     } else {
-        eprintln!("skipped: NXT_DATA_DIR {} not found", d.display());
+        nxt_sandbox::test_support::skip(
+            nxt_sandbox::test_support::DATA,
+            &format!("NXT_DATA_DIR {} not found", d.display()),
+        );
         None
     }
 }
@@ -38,7 +41,10 @@ pub fn pool() -> Option<Pool> {
     }) {
         Ok(p) => Some(p),
         Err(e) => {
-            eprintln!("skipped: sandbox pool unavailable: {e}");
+            nxt_sandbox::test_support::skip(
+                nxt_sandbox::test_support::SANDBOX,
+                &format!("sandbox pool unavailable: {e}"),
+            );
             None
         }
     }
