@@ -53,6 +53,11 @@ pub struct ModelArgs {
     /// Accept weaker sandbox isolation when some layers are unavailable.
     #[arg(long)]
     pub allow_weak_isolation: bool,
+    /// A PEFT LoRA adapter directory merged into --model's weights at load (embedded engine
+    /// only; not applied to --proxy-model). For a server, load the adapter there and pick it
+    /// with --served-model.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
 }
 
 fn parse_layout(s: &str) -> Result<Layout, String> {
@@ -85,7 +90,8 @@ impl ModelArgs {
 
     /// Open `spec` with these flags' client settings.
     pub fn open(&self, spec: &str) -> anyhow::Result<Box<dyn Generator>> {
-        self.open_as(spec, self.served_model.clone())
+        let engine = super::adapter::engine_options(spec, self.adapter.as_deref())?;
+        self.open_with(spec, self.served_model.clone(), engine)
     }
 
     /// Open `spec` sending `served_model` as the model name to servers (None: what the
@@ -96,10 +102,25 @@ impl ModelArgs {
         spec: &str,
         served_model: Option<String>,
     ) -> anyhow::Result<Box<dyn Generator>> {
+        self.open_with(
+            spec,
+            served_model,
+            nxt_llm::engine::EngineOptions::default(),
+        )
+    }
+
+    /// [`ModelArgs::open_as`] with the embedded engine's options (its adapter).
+    fn open_with(
+        &self,
+        spec: &str,
+        served_model: Option<String>,
+        engine: nxt_llm::engine::EngineOptions,
+    ) -> anyhow::Result<Box<dyn Generator>> {
         let opts = nxt_llm::OpenOptions {
             served_model,
             concurrency: self.concurrency.max(1),
             request_timeout: Duration::from_secs(1800),
+            engine,
             ..Default::default()
         };
         eprintln!("loading model {spec} ...");
@@ -390,7 +411,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         PathBuf::from("runs").join(format!(
             "{}-{}-{}",
             benchmark.replace('+', "plus"),
-            slug(&args.model.model),
+            match &args.model.adapter {
+                Some(a) => format!(
+                    "{}+{}",
+                    slug(&args.model.model),
+                    slug(&a.display().to_string())
+                ),
+                None => slug(&args.model.model),
+            },
             if args.model.no_trace {
                 "no-trace"
             } else {

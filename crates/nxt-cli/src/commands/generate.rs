@@ -67,6 +67,10 @@ pub struct Args {
     /// Timeout of one request in seconds (servers only).
     #[arg(long, default_value_t = 1800)]
     pub timeout: u64,
+    /// A PEFT LoRA adapter directory merged into the model's weights at load (embedded
+    /// engine only; for a server, load the adapter there and pick it with --served-model).
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
 }
 
 /// One prompt of the input.
@@ -233,6 +237,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !args.temperature.is_finite() || args.temperature < 0.0 {
         bail!("--temperature must be >= 0, got {}", args.temperature);
     }
+    let engine = super::adapter::engine_options(&args.model, args.adapter.as_deref())?;
     let prompts = read_prompts(&args.prompts)?;
     let done = done_ids(&args.out)?;
     let pending: Vec<&PromptLine> = prompts.iter().filter(|p| !done.contains(&p.key)).collect();
@@ -259,6 +264,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         concurrency: args.concurrency.max(1),
         max_retries: args.max_retries,
         request_timeout: Duration::from_secs(args.timeout.max(1)),
+        engine,
         ..Default::default()
     };
     let generator = nxt_llm::open_generator(&args.model, &opts)

@@ -3,6 +3,7 @@
 
 use clap::Subcommand;
 
+mod adapter;
 mod data;
 mod eval;
 mod exec;

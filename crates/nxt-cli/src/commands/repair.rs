@@ -58,6 +58,8 @@ fn resolve_task(spec: &str) -> anyhow::Result<(String, String)> {
 
 /// Run `nxt repair`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // A bad --adapter fails before the sandbox starts and the data loads.
+    super::adapter::engine_options(&args.model.model, args.model.adapter.as_deref())?;
     let pool = args.model.pool()?;
     let task = match (&args.task, &args.program, &args.tests) {
         (Some(t), _, _) => {

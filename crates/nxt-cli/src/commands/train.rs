@@ -1,18 +1,26 @@
 //! `nxt train`: fine-tune a model (LoRA or full) on prompt/completion data with the embedded
-//! trainer, or hand the same settings to TRL (`--backend trl`).
+//! trainer, or hand the same settings to TRL (`--backend trl`); `nxt train merge` and
+//! `nxt train check-adapter` for the adapters it writes.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+
+use crate::exit;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use nxt_llm::engine::adapter::{check_adapter, LoraAdapter, TARGET_MODULES};
+use nxt_llm::engine::config::ModelConfig;
 use nxt_train::{Backend, Schedule, StepMetrics, TrainConfig, DEFAULT_TRL_LAUNCHER};
 
 /// Arguments of `nxt train`.
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    /// Adapter tools: merge an adapter into its base, check an adapter.
+    #[command(subcommand)]
+    action: Option<Action>,
     /// Base model: a model directory or a hub id.
     #[arg(long, required = true)]
     model: Option<String>,
@@ -94,6 +102,52 @@ pub struct Args {
     /// zero2.yaml -m trl.scripts.sft --config {config}` or `sbatch --wait train.sh {config}`.
     #[arg(long, default_value = DEFAULT_TRL_LAUNCHER)]
     launcher: String,
+}
+
+/// `nxt train merge` and `nxt train check-adapter`.
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Merge a LoRA adapter into its base model and write a Hugging Face model directory
+    /// (config, tokenizer files, merged safetensors) that the engine and transformers load.
+    Merge(MergeArgs),
+    /// Check a LoRA adapter for what vLLM would reject or mis-scale and (with --model) for
+    /// shapes that do not fit the base; exits 1 if anything is wrong.
+    CheckAdapter(CheckArgs),
+}
+
+/// Arguments of `nxt train merge`.
+#[derive(Debug, clap::Args)]
+struct MergeArgs {
+    /// Base model: a model directory or a hub id.
+    #[arg(long)]
+    model: String,
+    /// The PEFT adapter directory (adapter_config.json + adapter_model.safetensors).
+    #[arg(long)]
+    adapter: PathBuf,
+    /// Output model directory (created; must differ from the base and the adapter).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Arguments of `nxt train check-adapter`.
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// The adapter directory (or give --adapter).
+    #[arg(
+        value_name = "DIR",
+        required_unless_present = "adapter",
+        conflicts_with = "adapter"
+    )]
+    dir: Option<PathBuf>,
+    /// The adapter directory.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Base model (directory or hub id) whose shapes the adapter must fit.
+    #[arg(long)]
+    model: Option<String>,
+    /// vLLM's --max-lora-rank the adapter must fit under.
+    #[arg(long, default_value_t = 16)]
+    max_lora_rank: usize,
 }
 
 impl Args {
@@ -186,8 +240,13 @@ impl Progress {
     }
 }
 
-/// Runs `nxt train`.
+/// Runs `nxt train`, `nxt train merge` or `nxt train check-adapter`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.action {
+        Some(Action::Merge(m)) => return merge(m),
+        Some(Action::CheckAdapter(c)) => return check(c),
+        None => {}
+    }
     let cfg = args.config()?;
     let mut progress = Progress::new();
     let result = nxt_train::train(&cfg, &mut |m| progress.step(m));
@@ -212,4 +271,136 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("boundary mismatches: {}", s.boundary_mismatches);
     println!("wall time:          {:.1}s", s.wall_s);
     Ok(())
+}
+
+/// The local directory of a model given as a directory or hub id.
+fn model_dir(model: &str) -> anyhow::Result<PathBuf> {
+    nxt_llm::engine::resolve_model(model, "main").map_err(|e| {
+        if Path::new(model).exists() {
+            exit::input(e.to_string())
+        } else {
+            anyhow::Error::new(e).context(format!("cannot find the model {model}"))
+        }
+    })
+}
+
+/// `nxt train merge`.
+fn merge(args: MergeArgs) -> anyhow::Result<()> {
+    let base = model_dir(&args.model)?;
+    let base_str = base.display().to_string();
+    super::adapter::check_for_engine(
+        &base_str,
+        &args.adapter,
+        &format!("--adapter {}", args.adapter.display()),
+    )?;
+    let s = nxt_llm::engine::adapter::merge_model_dir(&base, &args.adapter, &args.out)
+        .with_context(|| {
+            format!(
+                "cannot merge {} into {} (output {})",
+                args.adapter.display(),
+                base.display(),
+                args.out.display()
+            )
+        })?;
+    println!("merged model:  {}", args.out.display());
+    println!("base:          {}", base.display());
+    println!("adapter:       {}", args.adapter.display());
+    println!("projections:   {} merged", s.modules);
+    for f in &s.weight_files {
+        println!("weights:       {}", f.display());
+    }
+    let names: Vec<String> = s
+        .copied
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    println!("copied:        {}", names.join(", "));
+    Ok(())
+}
+
+/// `nxt train check-adapter`: a summary of the adapter, every problem on its own line, exit 1
+/// when there is any.
+fn check(args: CheckArgs) -> anyhow::Result<()> {
+    let Some(dir) = args.dir.as_ref().or(args.adapter.as_ref()) else {
+        return Err(exit::usage(
+            "give the adapter directory (DIR or --adapter DIR)",
+        ));
+    };
+    if !dir.is_dir() {
+        return Err(exit::input(format!(
+            "{}: not a directory (a PEFT adapter directory holds adapter_config.json and adapter_model.safetensors)",
+            dir.display()
+        )));
+    }
+    let base = match &args.model {
+        Some(m) => {
+            let d = model_dir(m)?;
+            let p = d.join("config.json");
+            Some((
+                d.clone(),
+                ModelConfig::from_file(&p)
+                    .map_err(|e| exit::input(format!("{}: {e}", p.display())))?,
+            ))
+        }
+        None => None,
+    };
+    println!("adapter:        {}", dir.display());
+    // The summary comes from the adapter itself when it loads; the problems below say why
+    // when it does not.
+    if let Ok(a) = LoraAdapter::load(dir, &candle_core::Device::Cpu) {
+        let c = &a.config;
+        let modules = a.modules().unwrap_or_default();
+        let layers: std::collections::BTreeSet<usize> = modules.iter().map(|m| m.layer).collect();
+        println!("rank:           {}", c.r);
+        println!(
+            "alpha:          {} (scaling {:.4}{})",
+            c.lora_alpha,
+            c.scaling(),
+            if c.use_rslora { ", rsLoRA" } else { "" }
+        );
+        println!("dropout:        {}", c.lora_dropout);
+        let mut targets = c.target_modules.clone();
+        targets.sort_by_key(|t| TARGET_MODULES.iter().position(|m| m == t).unwrap_or(99));
+        println!("targets:        {}", targets.join(", "));
+        println!(
+            "modules:        {} in {} layer{}",
+            modules.len(),
+            layers.len(),
+            if layers.len() == 1 { "" } else { "s" }
+        );
+        if let Some(b) = &c.base_model_name_or_path {
+            println!("trained on:     {b}");
+        }
+    }
+    let problems = check_adapter(dir, base.as_ref().map(|(_, c)| c), args.max_lora_rank);
+    let shape_problems = problems
+        .iter()
+        .filter(|p| p.kind == nxt_llm::engine::adapter::ProblemKind::ShapeMismatch)
+        .count();
+    match &base {
+        Some((d, _)) if shape_problems == 0 => {
+            println!("shapes:         fit {}", d.display())
+        }
+        Some((d, _)) => println!(
+            "shapes:         {shape_problems} tensor{} do not fit {}",
+            if shape_problems == 1 { "" } else { "s" },
+            d.display()
+        ),
+        None => println!("shapes:         not checked (give --model BASE)"),
+    }
+    println!("max lora rank:  {}", args.max_lora_rank);
+    if problems.is_empty() {
+        println!("ok: vLLM can serve this adapter");
+        return Ok(());
+    }
+    for p in &problems {
+        println!("problem:        {p}");
+    }
+    Err(exit::failed(format!(
+        "{}: {} problem{} (listed above); the first: {}",
+        dir.display(),
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        problems[0]
+    )))
 }

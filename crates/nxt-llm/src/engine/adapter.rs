@@ -1411,3 +1411,160 @@ impl LoraAdapter {
         Ok(LoraAdapter { config, tensors })
     }
 }
+
+/// What [`merge_model_dir`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeSummary {
+    /// Projections whose weights were merged.
+    pub modules: usize,
+    /// Weight files written (the base's file names and sharding are kept).
+    pub weight_files: Vec<PathBuf>,
+    /// Other files copied from the base (config, tokenizer, generation config, index).
+    pub copied: Vec<PathBuf>,
+}
+
+/// Files of a model directory that are weights (not copied by [`merge_model_dir`]).
+fn is_weight_file(name: &str) -> bool {
+    [
+        ".safetensors",
+        ".bin",
+        ".pt",
+        ".pth",
+        ".gguf",
+        ".h5",
+        ".msgpack",
+    ]
+    .iter()
+    .any(|x| name.ends_with(x))
+        || name == "pytorch_model.bin.index.json"
+}
+
+/// Writes base + adapter as a Hugging Face model directory in `out` (PEFT's
+/// `merge_and_unload` followed by `save_pretrained`): every weight file of `base_dir` is written
+/// under its own name with `W + scaling · B·A` for each adapted projection (computed in F32,
+/// stored in the base tensor's dtype) and every other tensor unchanged; config, tokenizer,
+/// generation config and shard index are copied. The engine and `transformers` load the result
+/// like any model directory. Everything is validated before anything is written: an adapter
+/// tensor for a layer or projection the base lacks, or whose shape does not fit, is an error
+/// naming the tensor and both shapes. `out` must differ from both inputs; each file is written
+/// through a temporary file renamed into place.
+pub fn merge_model_dir(
+    base_dir: &Path,
+    adapter_dir: &Path,
+    out: &Path,
+) -> Result<MergeSummary, LlmError> {
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same(out, base_dir) || same(out, adapter_dir) {
+        return Err(LlmError::Model(format!(
+            "{}: the merged model must go to a directory of its own (not the base model's or the adapter's)",
+            out.display()
+        )));
+    }
+    let adapter = LoraAdapter::load(adapter_dir, &Device::Cpu)?;
+    let modules = adapter
+        .modules()
+        .map_err(|e| LlmError::Model(format!("adapter {}: {e}", adapter_dir.display())))?;
+    let files = super::model::safetensors_files(base_dir)?;
+    // Where each base weight lives, and its shape.
+    let mut located: BTreeMap<String, (usize, Vec<usize>)> = BTreeMap::new();
+    for (i, f) in files.iter().enumerate() {
+        let shapes =
+            safetensors_shapes(f).map_err(|e| LlmError::Model(format!("{}: {e}", f.display())))?;
+        for (k, s) in shapes {
+            located.insert(k, (i, s));
+        }
+    }
+    // Validate every module first (model order), so that nothing is written on a mismatch.
+    let mut plan: Vec<(usize, String, &LoraModule)> = Vec::with_capacity(modules.len());
+    for m in &modules {
+        let name = format!("model.layers.{}.{}.{}.weight", m.layer, m.group, m.module);
+        let Some((file, shape)) = located.get(&name) else {
+            return Err(LlmError::Model(format!(
+                "adapter tensor {} targets {name}, which the base model {} does not have \
+                 (an adapter for a different base model?)",
+                m.a_key,
+                base_dir.display()
+            )));
+        };
+        if shape.len() != 2 {
+            return Err(LlmError::Model(format!(
+                "{}: {name} has shape {shape:?}; a projection weight is 2-D",
+                files[*file].display()
+            )));
+        }
+        let (out_f, in_f) = (shape[0], shape[1]);
+        let r = m.a.dims()[0];
+        for (key, got, want) in [
+            (&m.a_key, m.a.dims(), [r, in_f]),
+            (&m.b_key, m.b.dims(), [out_f, r]),
+        ] {
+            if got != want {
+                return Err(LlmError::Model(format!(
+                    "adapter tensor {key} has shape {got:?} but the base model's {name} is \
+                     [{out_f}, {in_f}], which needs {want:?} (an adapter for a different base model?)"
+                )));
+            }
+        }
+        plan.push((*file, name, m));
+    }
+    std::fs::create_dir_all(out)
+        .map_err(|e| LlmError::Model(format!("{}: cannot create: {e}", out.display())))?;
+    let mut weight_files = Vec::with_capacity(files.len());
+    for (i, f) in files.iter().enumerate() {
+        let mut tensors = candle_core::safetensors::load(f, &Device::Cpu)
+            .map_err(|e| LlmError::Model(format!("{}: {e}", f.display())))?;
+        for (_, name, m) in plan.iter().filter(|(file, _, _)| *file == i) {
+            let Some(w) = tensors.get(name) else {
+                continue;
+            };
+            let path = module_path(m.layer, &m.group, &m.module);
+            let (_, scaling) = adapter.config.module_rank_scaling(&path);
+            let delta =
+                (m.b.to_dtype(DType::F32)?
+                    .matmul(&m.a.to_dtype(DType::F32)?)?
+                    * scaling)?;
+            let merged = (w.to_dtype(DType::F32)? + delta)?.to_dtype(w.dtype())?;
+            tensors.insert(name.clone(), merged);
+        }
+        let file_name = f
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "model.safetensors".into());
+        let dest = out.join(&file_name);
+        let tmp = out.join(format!(
+            ".{}.tmp-{}",
+            file_name.to_string_lossy(),
+            std::process::id()
+        ));
+        candle_core::safetensors::save(&tensors, &tmp)
+            .map_err(|e| LlmError::Model(format!("{}: cannot write: {e}", tmp.display())))?;
+        std::fs::rename(&tmp, &dest)
+            .map_err(|e| LlmError::Model(format!("{}: cannot write: {e}", dest.display())))?;
+        weight_files.push(dest);
+    }
+    let mut copied = Vec::new();
+    let entries = std::fs::read_dir(base_dir)
+        .map_err(|e| LlmError::Model(format!("{}: cannot list: {e}", base_dir.display())))?;
+    let mut names: Vec<(String, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .filter(|(n, _)| !n.starts_with('.') && !is_weight_file(n))
+        .collect();
+    names.sort();
+    for (name, src) in names {
+        let bytes = std::fs::read(&src)
+            .map_err(|e| LlmError::Model(format!("{}: cannot read: {e}", src.display())))?;
+        let dest = out.join(&name);
+        write_atomic(&dest, &bytes)?;
+        copied.push(dest);
+    }
+    Ok(MergeSummary {
+        modules: plan.len(),
+        weight_files,
+        copied,
+    })
+}

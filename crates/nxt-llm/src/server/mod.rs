@@ -130,6 +130,12 @@ impl ServedModels {
         self
     }
 
+    /// The base generator's name (what `/v1/models` lists unless
+    /// [`ServerConfig::model_name`] is set).
+    pub fn base_name(&self) -> String {
+        self.base.name()
+    }
+
     /// An adapter to load at start, served as `name`.
     pub fn with_adapter(mut self, name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
         self.initial.push((name.into(), path.into()));
