@@ -16,6 +16,10 @@ pub struct TaskStat {
     pub c: usize,
     /// Greedy verdict (None: no greedy sample).
     pub greedy: Option<bool>,
+    /// Proxy fixes of the task (one per sampled rationale), when a proxy ran.
+    pub proxy_n: Option<usize>,
+    /// Passing proxy fixes.
+    pub proxy_c: Option<usize>,
 }
 
 /// One evaluation's metrics as a self-training run records them (`EVAL`).
@@ -183,8 +187,13 @@ pub struct Iteration {
     pub kept: Option<u64>,
     /// Samples kept per task.
     pub kept_per_task: BTreeMap<String, u64>,
-    /// Sample ids (in the train-side run store) kept for training, when recorded.
-    pub kept_sample_ids: Option<Vec<i64>>,
+    /// The samples kept for training, when recorded: `task_id#sample_idx`, the sample's index
+    /// among its task's samples in the train-side run store (the ids of `train.jsonl`).
+    pub kept_sample_ids: Option<Vec<String>>,
+    /// The training set (`iter-N/train.jsonl`), relative to the run directory.
+    pub train_set: Option<String>,
+    /// sha256 of the training set.
+    pub train_set_sha256: Option<String>,
     /// The fine-tuning.
     pub train: Option<TrainInfo>,
     /// Final training loss.

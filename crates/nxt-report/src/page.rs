@@ -578,6 +578,9 @@ fn selftrain_sections(
         })?;
         body.push_str(&page.plot(svg, "Histogram over tasks with at least one kept sample: how many samples each contributed (bounded by the per-task cap)."));
     }
+    for it in &s.iterations {
+        body.push_str(&kept_examples_html(it)?);
+    }
     page.sections
         .push(("funnel".into(), "Training data".into(), body));
 
@@ -676,8 +679,10 @@ fn selftrain_sections(
 fn length_groups<'a>(
     label: &str,
     store: &'a StoreData,
-    kept: Option<&BTreeSet<i64>>,
+    kept: Option<&BTreeSet<(String, i64)>>,
 ) -> Vec<(String, Vec<&'a SampleRecord>)> {
+    let is_kept =
+        |k: &BTreeSet<(String, i64)>, r: &SampleRecord| k.contains(&(r.task_id.clone(), r.idx));
     let samples: Vec<&SampleRecord> = store
         .samples
         .iter()
@@ -687,19 +692,11 @@ fn length_groups<'a>(
         Some(k) => vec![
             (
                 format!("{label} kept"),
-                samples
-                    .iter()
-                    .copied()
-                    .filter(|r| k.contains(&r.id))
-                    .collect(),
+                samples.iter().copied().filter(|r| is_kept(k, r)).collect(),
             ),
             (
                 format!("{label} dropped"),
-                samples
-                    .iter()
-                    .copied()
-                    .filter(|r| !k.contains(&r.id))
-                    .collect(),
+                samples.iter().copied().filter(|r| !is_kept(k, r)).collect(),
             ),
         ],
         None => vec![
@@ -723,11 +720,7 @@ fn length_groups<'a>(
     }
 }
 
-fn lengths_section(
-    page: &mut Page,
-    run: &LoadedRun,
-    notes: &mut Vec<String>,
-) -> Result<(), ReportError> {
+fn lengths_section(page: &mut Page, run: &LoadedRun) -> Result<(), ReportError> {
     let mut body = String::new();
     // (group label, records), and the stores for the rates table.
     let mut groups: Vec<(String, Vec<&SampleRecord>)> = Vec::new();
@@ -743,24 +736,17 @@ fn lengths_section(
             let mut kept_known = true;
             for it in &s.iterations {
                 if let Some(st) = &it.sample_store {
-                    let kept: Option<BTreeSet<i64>> = it
-                        .it
-                        .kept_sample_ids
-                        .as_ref()
-                        .map(|v| v.iter().copied().collect());
-                    kept_known &= kept.is_some();
+                    kept_known &= it.kept.is_some();
                     groups.extend(length_groups(
                         &format!("iter {}", it.number),
                         st,
-                        kept.as_ref(),
+                        it.kept.as_ref(),
                     ));
                     stores.push((format!("iter {} train-side sampling", it.number), st));
                 }
             }
             if !kept_known {
-                let n = "which samples were kept is not recorded (kept_sample_ids): lengths of passing vs failing samples are shown instead of kept vs dropped";
-                body.push_str(&missing(n));
-                notes.push(n.into());
+                body.push_str(&missing("which samples were kept is not recorded (kept_sample_ids): lengths of passing vs failing samples are shown instead of kept vs dropped"));
             }
             for (name, e) in s.base_dev.iter().map(|b| (b.label.clone(), b)).chain(
                 s.iterations
@@ -1177,13 +1163,70 @@ fn verdict_text(
     }
 }
 
+/// The task part of an example: problem, buggy program and the trace as the model saw it.
+fn task_html(store: &StoreData, task_id: &str) -> Result<String, ReportError> {
+    let mut s = String::new();
+    if let Some(t) = store.tasks.iter().find(|t| t.id == task_id) {
+        s.push_str("<div class=\"label\">Problem</div>");
+        s.push_str(&pre(&clip(&t.problem, 2000), "problem"));
+        s.push_str("<div class=\"label\">Buggy program</div>");
+        s.push_str(&pre(&clip(&t.buggy_program, TEXT_MAX), "code"));
+    } else {
+        s.push_str(&missing("the task is not in the run store"));
+    }
+    s.push_str("<div class=\"label\">Trace as the model saw it</div>");
+    match store.prompt(task_id, "sample")? {
+        Some(p) => match trace_block(&p) {
+            Ok(t) => s.push_str(&pre(&clip(&t, TEXT_MAX), "trace")),
+            Err(why) => s.push_str(&format!("<p class=\"note\">{}</p>", esc(&why))),
+        },
+        None => s.push_str(&missing("the prompt is not stored")),
+    }
+    Ok(s)
+}
+
+/// The sample part of an example: the rationale, the fixed program and the verdict.
+fn sample_html(store: &StoreData, r: &SampleRecord) -> Result<String, ReportError> {
+    let mut s = String::new();
+    let t = store.sample_text(r.id)?;
+    let _ = write!(
+        s,
+        "<div class=\"label\">Sample {} ({} completion tokens, finish: {})</div>",
+        r.idx,
+        r.completion_tokens,
+        esc(&r.finish_reason)
+    );
+    s.push_str("<div class=\"label\">Rationale</div>");
+    match t.rationale.as_deref().filter(|r| !r.trim().is_empty()) {
+        Some(rat) => s.push_str(&pre(&clip(rat, TEXT_MAX), "rationale")),
+        None => s.push_str("<p class=\"note\">(no rationale)</p>"),
+    }
+    s.push_str("<div class=\"label\">Fixed program</div>");
+    match &t.program {
+        Some(p) => s.push_str(&pre(&clip(p, TEXT_MAX), "code")),
+        None => {
+            s.push_str("<p class=\"note\">(none parsed; the raw completion follows)</p>");
+            s.push_str(&pre(&clip(&t.completion, TEXT_MAX), "completion"));
+        }
+    }
+    let _ = write!(
+        s,
+        "<div class=\"label\">Verdict</div><p>{}</p>",
+        esc(&verdict_text(
+            r,
+            t.verdict_detail.as_ref(),
+            t.parse_reason.as_deref()
+        ))
+    );
+    Ok(s)
+}
+
 fn example_html(
     store: &StoreData,
     task_id: &str,
     solved: bool,
     stat: &crate::model::TaskStat,
 ) -> Result<String, ReportError> {
-    let task = store.tasks.iter().find(|t| t.id == task_id);
     let recs: Vec<&SampleRecord> = store
         .samples
         .iter()
@@ -1215,56 +1258,93 @@ fn example_html(
         stat.c,
         stat.n
     );
-    if let Some(t) = task {
-        s.push_str("<div class=\"label\">Problem</div>");
-        s.push_str(&pre(&clip(&t.problem, 2000), "problem"));
-        s.push_str("<div class=\"label\">Buggy program</div>");
-        s.push_str(&pre(&clip(&t.buggy_program, TEXT_MAX), "code"));
-    }
-    s.push_str("<div class=\"label\">Trace as the model saw it</div>");
-    match store.prompt(task_id, "sample")? {
-        Some(p) => match trace_block(&p) {
-            Ok(t) => s.push_str(&pre(&clip(&t, TEXT_MAX), "trace")),
-            Err(why) => s.push_str(&format!("<p class=\"note\">{}</p>", esc(&why))),
-        },
-        None => s.push_str(&missing("the prompt is not stored")),
-    }
+    s.push_str(&task_html(store, task_id)?);
     match pick {
-        Some(r) => {
-            let t = store.sample_text(r.id)?;
-            let _ = write!(
-                s,
-                "<div class=\"label\">Sample {} ({} completion tokens, finish: {})</div>",
-                r.idx,
-                r.completion_tokens,
-                esc(&r.finish_reason)
-            );
-            s.push_str("<div class=\"label\">Rationale</div>");
-            match t.rationale.as_deref().filter(|r| !r.trim().is_empty()) {
-                Some(rat) => s.push_str(&pre(&clip(rat, TEXT_MAX), "rationale")),
-                None => s.push_str("<p class=\"note\">(no rationale)</p>"),
-            }
-            s.push_str("<div class=\"label\">Fixed program</div>");
-            match &t.program {
-                Some(p) => s.push_str(&pre(&clip(p, TEXT_MAX), "code")),
-                None => {
-                    s.push_str("<p class=\"note\">(none parsed; the raw completion follows)</p>");
-                    s.push_str(&pre(&clip(&t.completion, TEXT_MAX), "completion"));
-                }
-            }
-            let _ = write!(
-                s,
-                "<div class=\"label\">Verdict</div><p>{}</p>",
-                esc(&verdict_text(
-                    r,
-                    t.verdict_detail.as_ref(),
-                    t.parse_reason.as_deref()
-                ))
-            );
-        }
+        Some(r) => s.push_str(&sample_html(store, r)?),
         None => s.push_str(&missing("no sample stored for this task")),
     }
     s.push_str("</details>");
+    Ok(s)
+}
+
+/// A few of the samples iteration `it` kept for training (one per task, first tasks first),
+/// each with its task, rationale, fix and verdict.
+fn kept_examples_html(it: &IterView) -> Result<String, ReportError> {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<h3 id=\"kept-{n}\">Iteration {n}: samples kept for training</h3>",
+        n = it.number
+    );
+    let Some(kept) = &it.kept else {
+        s.push_str(&missing(
+            "which samples were kept is not recorded (kept_sample_ids)",
+        ));
+        return Ok(s);
+    };
+    let Some(store) = &it.sample_store else {
+        s.push_str(&missing(
+            "the train-side sampling store: the kept samples cannot be shown",
+        ));
+        return Ok(s);
+    };
+    let tasks: BTreeSet<&str> = kept.iter().map(|k| k.0.as_str()).collect();
+    let _ = write!(
+        s,
+        "<p class=\"note\">{} samples kept over {} tasks{}; the first of each of the first {} tasks below.</p>",
+        kept.len(),
+        tasks.len(),
+        it.it
+            .train_set
+            .as_deref()
+            .map(|t| format!(", all of them in {}", esc(t)))
+            .unwrap_or_default(),
+        tasks.len().min(EXAMPLES_PER_KIND)
+    );
+    if kept.is_empty() {
+        s.push_str("<p class=\"note\">No sample was kept in this iteration.</p>");
+        return Ok(s);
+    }
+    let by_key: std::collections::HashMap<(&str, i64), &SampleRecord> = store
+        .samples
+        .iter()
+        .filter(|r| r.kind == "sample")
+        .map(|r| ((r.task_id.as_str(), r.idx), r))
+        .collect();
+    let absent = kept
+        .iter()
+        .filter(|(t, i)| !by_key.contains_key(&(t.as_str(), *i)))
+        .count();
+    let mut shown = BTreeSet::new();
+    for (task, idx) in kept {
+        if shown.len() >= EXAMPLES_PER_KIND {
+            break;
+        }
+        if shown.contains(task.as_str()) {
+            continue;
+        }
+        let Some(rec) = by_key.get(&(task.as_str(), *idx)) else {
+            continue;
+        };
+        shown.insert(task.as_str());
+        let per_task = kept.iter().filter(|k| &k.0 == task).count();
+        let _ = write!(
+            s,
+            "<details><summary><span class=\"pass\">kept</span> {} &middot; sample {} &middot; {} of its samples kept</summary>",
+            esc(task),
+            idx,
+            per_task
+        );
+        s.push_str(&task_html(store, task)?);
+        s.push_str(&sample_html(store, rec)?);
+        s.push_str("</details>");
+    }
+    if absent > 0 {
+        s.push_str(&missing(&format!(
+            "{absent} kept samples are not in the train-side store {}",
+            store.path.display()
+        )));
+    }
     Ok(s)
 }
 
@@ -1353,7 +1433,7 @@ pub fn render(run: &LoadedRun, compare: &[LoadedRun]) -> Result<Rendered, Report
                 .push(("passk".into(), "pass@k curve".into(), body));
         }
     }
-    lengths_section(&mut page, run, &mut notes)?;
+    lengths_section(&mut page, run)?;
     proxy_section(&mut page, run, &mut notes);
     if !compare.is_empty() {
         compare_section(&mut page, run, compare)?;

@@ -3,7 +3,7 @@
 //! evaluations point to, and its training metrics). Whatever is missing is recorded as a
 //! note instead of failing, so a run killed early still gets a page.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use nxt_data::pass_at_k;
@@ -192,6 +192,7 @@ impl EvalView {
                             n: num("n"),
                             c: num("correct"),
                             greedy: t.get("greedy_passed").and_then(|v| v.as_bool()),
+                            ..TaskStat::default()
                         },
                     );
                     if num("proxy_n") > 0 {
@@ -200,7 +201,7 @@ impl EvalView {
                             TaskStat {
                                 n: num("proxy_n"),
                                 c: num("proxy_correct"),
-                                greedy: None,
+                                ..TaskStat::default()
                             },
                         );
                     }
@@ -270,7 +271,31 @@ impl EvalView {
             }
         };
         let mut per_task = s.per_task.clone();
-        let mut proxy_per_task = s.proxy.as_ref().map(|p| p.per_task.clone());
+        // The proxy's counts: per task beside the model's own (`proxy_n`, `proxy_c`, as the
+        // loop records them), or under the proxy record.
+        let mut proxy_per_task = s.proxy.as_ref().map(|p| {
+            let beside: BTreeMap<String, TaskStat> = per_task
+                .iter()
+                .filter_map(|(id, t)| {
+                    Some((
+                        id.clone(),
+                        TaskStat {
+                            n: t.proxy_n.filter(|n| *n > 0)?,
+                            c: t.proxy_c.unwrap_or(0),
+                            ..TaskStat::default()
+                        },
+                    ))
+                })
+                .collect();
+            if beside.is_empty() {
+                p.per_task.clone()
+            } else {
+                beside
+            }
+        });
+        if proxy_per_task.as_ref().is_some_and(|p| p.is_empty()) {
+            proxy_per_task = None;
+        }
         if let Some(st) = &store {
             if per_task.is_empty() {
                 per_task = st.per_task("sample");
@@ -437,6 +462,16 @@ pub struct IterView {
     pub sample_store: Option<StoreData>,
     /// Training metrics (`metrics.jsonl`).
     pub metrics: Vec<MetricLine>,
+    /// The samples kept for training as `(task_id, sample index)` (None: not recorded).
+    pub kept: Option<BTreeSet<(String, i64)>>,
+}
+
+/// A kept-sample id `task_id#sample_idx` as `(task_id, sample_idx)` (task ids may hold `#`:
+/// the index is after the last one).
+pub fn parse_sample_id(id: &str) -> Option<(String, i64)> {
+    let (task, idx) = id.rsplit_once('#')?;
+    let idx: i64 = idx.parse().ok()?;
+    (!task.is_empty() && idx >= 0).then(|| (task.to_string(), idx))
 }
 
 /// A self-training run.
@@ -654,12 +689,49 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
         let metrics = match it.train.as_ref().and_then(|t| t.metrics.as_ref()) {
             Some(m) => read_metrics(&dir.join(m), &mut notes, &label),
             None => {
-                notes.push(format!("{label}: no training metrics recorded"));
-                Vec::new()
+                // Training that did not finish leaves its metrics where the loop puts them.
+                let partial = dir.join(format!("iter-{number}/train/metrics.jsonl"));
+                if partial.is_file() {
+                    let m = read_metrics(&partial, &mut notes, &label);
+                    notes.push(format!(
+                        "{label}: training did not finish ({} steps of metrics so far, from {})",
+                        m.len(),
+                        partial.display()
+                    ));
+                    m
+                } else {
+                    notes.push(format!("{label}: no training metrics recorded"));
+                    Vec::new()
+                }
             }
         };
         if it.funnel.is_none() {
             notes.push(format!("{label}: no data funnel recorded"));
+        }
+        let kept = it.kept_sample_ids.as_ref().map(|ids| {
+            let mut set = BTreeSet::new();
+            let mut bad = Vec::new();
+            for id in ids {
+                match parse_sample_id(id) {
+                    Some(k) => {
+                        set.insert(k);
+                    }
+                    None => bad.push(id.as_str()),
+                }
+            }
+            if !bad.is_empty() {
+                notes.push(format!(
+                    "{label}: {} kept_sample_ids are not task_id#sample_idx and are ignored (first: {:?})",
+                    bad.len(),
+                    bad[0]
+                ));
+            }
+            set
+        });
+        if kept.is_none() && it.kept.is_some() {
+            notes.push(format!(
+                "{label}: which samples were kept is not recorded (kept_sample_ids)"
+            ));
         }
         iterations.push(IterView {
             it: it.clone(),
@@ -667,6 +739,7 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
             dev,
             sample_store,
             metrics,
+            kept,
         });
     }
     if results.iterations.is_empty() {
@@ -674,7 +747,11 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
     }
     let mut test_base = BTreeMap::new();
     let mut test_best = BTreeMap::new();
-    match &results.test {
+    match results
+        .test
+        .as_ref()
+        .filter(|t| !t.base.is_empty() || !t.best.is_empty())
+    {
         Some(t) => {
             for (which, src, dst) in [
                 ("base", &t.base, &mut test_base),

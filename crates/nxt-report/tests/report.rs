@@ -1,44 +1,509 @@
-//! The report page on fixture runs written through the real run-store API: structure
-//! (snapshot of the section outline), numbers against an independent computation, escaping of
-//! model output, runs with missing parts, comparisons, the terminal summary and bad input.
+//! The report page on fixture runs written through the real APIs (run stores, the eval report,
+//! the self-training loop's ledger, keep step and `results.json` writer): the page structure
+//! against snapshots, the numbers against an independent computation, the kept samples per
+//! iteration, escaping of model output, comparisons, runs with missing parts and bad input.
+//!
+//! Snapshots live in `tests/snapshots/`; after an intended change of the page, rerun with
+//! `NXT_UPDATE_SNAPSHOTS=1` and review the diff.
 
 mod common;
 
-use common::*;
-use nxt_report::{render_report, write_report, ReportError};
+use std::path::Path;
 
-fn pct(v: f64) -> String {
-    format!("{:.1}", 100.0 * v)
+use common::*;
+use nxt_report::headline::headline;
+use nxt_report::run::Metric;
+use nxt_report::{load_run, render_report, write_report, ReportError};
+
+/// The page's outline plus what it reports missing, with the run directory replaced by `RUN`.
+fn snapshot_text(html: &str, missing: &[String], root: &Path) -> String {
+    let root = root.display().to_string();
+    let mut s = String::from("# sections\n");
+    for line in outline(html) {
+        s.push_str(&line);
+        s.push('\n');
+    }
+    s.push_str("# missing\n");
+    for m in missing {
+        s.push_str(&m.replace(&root, "RUN"));
+        s.push('\n');
+    }
+    s
+}
+
+fn check_snapshot(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("NXT_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("snapshot dir");
+        std::fs::write(&path, actual).expect("write snapshot");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (create it with NXT_UPDATE_SNAPSHOTS=1)",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let diff: Vec<String> = expected
+            .lines()
+            .zip(actual.lines())
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .map(|(i, (a, b))| format!("line {}:\n  expected {a}\n  actual   {b}", i + 1))
+            .collect();
+        panic!(
+            "{} differs from the page ({} vs {} lines); rerun with NXT_UPDATE_SNAPSHOTS=1 if intended:\n{}\n--- actual ---\n{actual}",
+            path.display(),
+            expected.lines().count(),
+            actual.lines().count(),
+            diff.join("\n")
+        );
+    }
+}
+
+/// Tags that must balance on a page (an unescaped `</pre>` or `</details>` in model output
+/// would break them).
+fn assert_balanced(html: &str) {
+    for tag in ["pre", "details", "section", "table", "figure", "svg", "p"] {
+        let open =
+            html.matches(&format!("<{tag}>")).count() + html.matches(&format!("<{tag} ")).count();
+        let close = html.matches(&format!("</{tag}>")).count();
+        assert_eq!(open, close, "<{tag}> opened {open} times, closed {close}");
+    }
+}
+
+fn render(dir: &Path, compare: &[&Path]) -> (String, nxt_report::ReportSummary) {
+    let compare: Vec<_> = compare.iter().map(|p| p.to_path_buf()).collect();
+    render_report(dir, &compare).unwrap_or_else(|e| panic!("report of {}: {e}", dir.display()))
 }
 
 #[test]
-fn dump_outlines_for_review() {
+fn page_structure_matches_the_snapshots() {
     let d = tempdir();
     let eval = at(d.path(), "eval");
-    let mut plan = EvalPlan::new("mbpp-r", 6, &[0, 1, 0, 3, 0, 6, 0, 2]);
-    plan.hostile = true;
-    write_eval_run(&eval, &plan);
+    write_eval_run(
+        &eval,
+        &EvalPlan::new("mbpp-r", 6, &[0, 1, 0, 3, 0, 6, 0, 2]),
+    );
     let st = at(d.path(), "st");
     write_selftrain_run(&st, false);
     let killed = at(d.path(), "killed");
     write_selftrain_run(&killed, true);
-    for dir in [&eval, &st, &killed] {
-        let out = dir.join("report.html");
-        let s = write_report(dir, &[], &out).expect("report");
-        println!(
-            "{:#?}",
-            common::outline(&std::fs::read_to_string(&out).unwrap())
+    for (name, dir) in [("eval", &eval), ("selftrain", &st), ("killed", &killed)] {
+        let (html, s) = render(dir, &[]);
+        assert_balanced(&html);
+        assert_eq!(s.plots, html.matches("<svg").count(), "{name}");
+        assert_eq!(
+            s.sections,
+            outline(&html)
+                .iter()
+                .map(|l| l.split(':').next().unwrap_or("").to_string())
+                .collect::<Vec<_>>()
         );
-        println!("{}", s.summary);
-        println!("{:#?}", s.missing);
-        std::fs::copy(
-            &out,
-            format!(
-                "/tmp/nxt-report-{}.html",
-                dir.file_name().unwrap().to_string_lossy()
-            ),
-        )
-        .unwrap();
+        check_snapshot(name, &snapshot_text(&html, &s.missing, d.path()));
     }
-    let _ = (pct(0.0), render_report, std::mem::size_of::<ReportError>());
+}
+
+#[test]
+fn headline_numbers_match_an_independent_computation() {
+    let d = tempdir();
+    let st = at(d.path(), "st");
+    write_selftrain_run(&st, false);
+    let [base, _, it2] = dev_plans();
+    let mean_p1 = |p: &EvalPlan| {
+        p.tasks
+            .iter()
+            .map(|t| t.pass as f64 / p.n as f64)
+            .sum::<f64>()
+            / p.tasks.len() as f64
+    };
+    let run = load_run(&st).expect("load");
+    let h = headline(&run, &[]);
+    let row = h
+        .rows
+        .iter()
+        .find(|r| r.metric == Metric::PassAt(1))
+        .expect("pass@1 row");
+    // Columns: dev base, dev iter 2 (chosen), its delta, then the test groups.
+    assert_eq!(h.columns[0].label, "base");
+    assert_eq!(h.columns[1].label, "iter 2");
+    assert!(h.columns[2].delta);
+    let b = row.cells[0].expect("base cell");
+    let c = row.cells[1].expect("chosen cell");
+    let delta = row.cells[2].expect("delta cell");
+    assert!((b.value - mean_p1(&base)).abs() < 1e-12, "{b:?}");
+    assert!((c.value - mean_p1(&it2)).abs() < 1e-12, "{c:?}");
+    assert!((delta.value - (mean_p1(&it2) - mean_p1(&base))).abs() < 1e-12);
+    assert_eq!(b.tasks, 8);
+    for v in [b, c, delta] {
+        let (lo, hi) = v.ci.expect("interval");
+        assert!(lo <= v.value && v.value <= hi, "{v:?}");
+    }
+    // The same numbers on the page and in the terminal summary.
+    let (html, s) = render(&st, &[]);
+    // (Formatted from the checked value: an independent sum may round a tie the other way.)
+    let cell = format!("{:.1}", 100.0 * c.value);
+    let headline_html = html
+        .split("<section id=\"headline\">")
+        .nth(1)
+        .and_then(|x| x.split("</section>").next())
+        .expect("headline");
+    assert!(
+        headline_html.contains(&format!("<td class=\"\">{cell} <span")),
+        "{cell}: {headline_html}"
+    );
+    assert!(s.summary.contains(&cell), "{}", s.summary);
+    assert!(s.summary.contains(&format!("{:+.1}", 100.0 * delta.value)));
+    // The proxy score of the chosen iteration's test run (trace): mean proxy pass rate.
+    let proxy = h
+        .rows
+        .iter()
+        .find(|r| r.metric == Metric::ProxyPassAt(1))
+        .expect("proxy row");
+    let i = h
+        .columns
+        .iter()
+        .position(|c| c.group == "test: hefix+, trace" && c.label == "iter 2")
+        .expect("test column");
+    let p = proxy.cells[i].expect("proxy cell");
+    let expect = TEST_PROXY_PASS.iter().sum::<usize>() as f64 / 30.0;
+    assert!((p.value - expect).abs() < 1e-12, "{p:?} vs {expect}");
+    assert!(html.contains("proxy-tiny"));
+    // Greedy: the plan's greedy verdict is `pass * 2 > n`.
+    let g = h
+        .rows
+        .iter()
+        .find(|r| r.metric == Metric::Greedy)
+        .and_then(|r| r.cells[0])
+        .expect("greedy");
+    let expect = base.tasks.iter().filter(|t| t.pass * 2 > 6).count() as f64 / 8.0;
+    assert!((g.value - expect).abs() < 1e-12);
+}
+
+#[test]
+fn kept_samples_are_listed_and_shown_per_iteration() {
+    let d = tempdir();
+    let st = at(d.path(), "st");
+    let fx = write_selftrain_run(&st, false);
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(st.join("results.json")).expect("read"))
+            .expect("json");
+    for (i, kept) in fx.kept.iter().enumerate() {
+        assert!(!kept.is_empty(), "iteration {} kept nothing", i + 1);
+        let ids: Vec<String> = kept.iter().map(|(t, x)| format!("{t}#{x}")).collect();
+        assert_eq!(
+            results["iterations"][i]["kept_sample_ids"],
+            serde_json::json!(ids)
+        );
+        // The ids are those of train.jsonl.
+        let lines: Vec<String> =
+            std::fs::read_to_string(st.join(format!("iter-{}/train.jsonl", i + 1)))
+                .expect("train.jsonl")
+                .lines()
+                .map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).expect("line")["id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect();
+        assert_eq!(lines, ids);
+    }
+    let (html, _) = render(&st, &[]);
+    let section = html
+        .split("<section id=\"funnel\">")
+        .nth(1)
+        .and_then(|s| s.split("</section>").next())
+        .expect("funnel section");
+    for (i, kept) in fx.kept.iter().enumerate() {
+        let n = i + 1;
+        let part = section
+            .split(&format!("<h3 id=\"kept-{n}\">"))
+            .nth(1)
+            .and_then(|s| s.split("<h3").next())
+            .unwrap_or_else(|| panic!("no kept samples of iteration {n}"));
+        let tasks: std::collections::BTreeSet<&str> = kept.iter().map(|k| k.0.as_str()).collect();
+        assert!(
+            part.contains(&format!(
+                "{} samples kept over {} tasks",
+                kept.len(),
+                tasks.len()
+            )),
+            "{part}"
+        );
+        // One collapsible example per task (at most 3), each with the rationale of the first
+        // kept sample of that task, its fix and its verdict.
+        let shown = part.matches("<details>").count();
+        assert_eq!(shown, tasks.len().min(3));
+        let mut seen = std::collections::BTreeSet::new();
+        for ((task, idx), rationale) in kept.iter().zip(&fx.kept_rationales[i]) {
+            if seen.len() == 3 || !seen.insert(task.as_str()) {
+                continue;
+            }
+            assert!(part.contains(&format!(
+                "{} &middot; sample {idx} &middot;",
+                nxt_report::html::esc(task)
+            )));
+            assert!(
+                part.contains(&nxt_report::html::esc(rationale)),
+                "{rationale}"
+            );
+        }
+        assert_eq!(part.matches("passed every grading test").count(), shown);
+        assert_eq!(part.matches("<pre class=\"code\">").count(), 2 * shown);
+    }
+    // Lengths: kept against dropped, with the kept counts.
+    let lengths = html
+        .split("<section id=\"lengths\">")
+        .nth(1)
+        .expect("lengths");
+    for (i, kept) in fx.kept.iter().enumerate() {
+        assert!(
+            lengths.contains(&format!("iter {} kept (n={})", i + 1, kept.len())),
+            "iteration {}",
+            i + 1
+        );
+    }
+    assert!(!html.contains("kept_sample_ids"));
+}
+
+#[test]
+fn model_text_is_escaped_never_markup() {
+    let d = tempdir();
+    let eval = at(d.path(), "eval");
+    // Task 0 (the hostile one, its id sorts last) is one of the solved tasks shown.
+    let mut plan = EvalPlan::new("mbpp-r", 6, &[2, 0, 0, 0, 0, 1]);
+    plan.hostile = true;
+    write_eval_run(&eval, &plan);
+    let st = at(d.path(), "st");
+    let fx = write_selftrain_run_with(&st, false, true);
+    // The hostile sample was kept: it is on the page among the kept samples.
+    assert!(fx.kept_rationales[0].iter().any(|r| r.contains(HOSTILE)));
+    for dir in [&eval, &st] {
+        let (html, s) = render(dir, &[]);
+        let escaped = nxt_report::html::esc(HOSTILE);
+        assert!(
+            html.matches(&escaped).count() >= 2,
+            "{}: the hostile text is not on the page, escaped",
+            dir.display()
+        );
+        assert!(html.contains(&nxt_report::html::esc(HOSTILE_ID)));
+        let lower = html.to_ascii_lowercase();
+        for bad in ["<script", "<img", "<b onmouseover", "onerror=alert(1)>"] {
+            assert!(!lower.contains(bad), "{}: {bad} on the page", dir.display());
+        }
+        // Every <svg> is one of the report's plots.
+        assert_eq!(html.matches("<svg").count(), s.plots);
+        assert_balanced(&html);
+    }
+}
+
+#[test]
+fn compare_shows_runs_side_by_side_with_paired_deltas() {
+    let d = tempdir();
+    let trace = at(d.path(), "with-trace");
+    let no_trace = at(d.path(), "no-trace");
+    let a = EvalPlan::new("mbpp-r", 6, &[0, 1, 0, 3, 0, 6, 0, 2]);
+    // Six of the eight tasks, fewer passes: the delta is over the shared tasks only.
+    let mut b = EvalPlan {
+        with_trace: false,
+        ..EvalPlan::new("mbpp-r", 6, &[0, 0, 0, 1, 0, 6])
+    };
+    b.model = "other-model".into();
+    write_eval_run(&trace, &a);
+    write_eval_run(&no_trace, &b);
+    let st = at(d.path(), "st");
+    write_selftrain_run(&st, false);
+    let (html, s) = render(&trace, &[&no_trace, &st]);
+    assert!(s.sections.contains(&"compare".to_string()));
+    let section = html
+        .split("<section id=\"compare\">")
+        .nth(1)
+        .and_then(|x| x.split("</section>").next())
+        .expect("compare section");
+    for name in ["this run", "no-trace", "st"] {
+        assert!(section.contains(&format!("<td>{name}</td>")), "{name}");
+    }
+    assert!(section.contains("mbpp-r, without trace, other-model"));
+    // Paired delta over the 6 shared tasks, against the independent mean difference.
+    let shared: f64 = (0..6)
+        .map(|i| (b.tasks[i].pass as f64 - a.tasks[i].pass as f64) / 6.0)
+        .sum::<f64>()
+        / 6.0;
+    assert!(
+        section.contains(&format!("{:+.1}", 100.0 * shared)) && section.contains("over 6 tasks"),
+        "{section}"
+    );
+    // pass@k of the compared runs and coverage against this run.
+    assert!(section.contains("pass@k of the compared runs"));
+    assert!(section.contains("Coverage against this run"));
+    // The headline has a column per compared run and their deltas.
+    let h = headline(
+        &load_run(&trace).expect("load"),
+        &[load_run(&no_trace).expect("load")],
+    );
+    assert_eq!(
+        h.columns
+            .iter()
+            .map(|c| c.label.as_str())
+            .collect::<Vec<_>>(),
+        ["with-trace", "no-trace", "Δ no-trace"]
+    );
+    // And the summary names both.
+    assert!(s.summary.contains("no-trace"));
+    // A self-training run compared with an eval run.
+    let (html, _) = render(&st, &[&trace]);
+    assert!(html.contains("<section id=\"compare\">"));
+    assert!(html.contains("compared: mbpp-r, with trace, tiny-model"));
+}
+
+#[test]
+fn a_run_killed_in_iteration_2_gives_a_page_that_says_what_is_missing() {
+    let d = tempdir();
+    let killed = at(d.path(), "killed");
+    let fx = write_selftrain_run(&killed, true);
+    let out = killed.join("report.html");
+    let s = write_report(&killed, &[], &out).expect("report of a killed run");
+    let html = std::fs::read_to_string(&out).expect("page");
+    assert!(html.contains("status running"));
+    let box_ = html
+        .split("<div class=\"missing-box\" id=\"missing\">")
+        .nth(1)
+        .and_then(|x| x.split("</div>").next())
+        .expect("the missing box");
+    for want in [
+        "iter 2: no dev evaluation (the run stopped before it)",
+        "iter 2: training did not finish (5 steps of metrics so far",
+        "last line cut short, ignored",
+        "no test evaluation",
+        "no proxy rationale evaluation",
+    ] {
+        assert!(box_.contains(want), "missing box lacks {want:?}:\n{box_}");
+        assert!(s.missing.iter().any(|m| m.contains(want)), "{want}");
+    }
+    // What it has is still shown: iteration 1 in full, iteration 2's sampling and kept samples.
+    assert!(html.contains("<h3 id=\"kept-2\">"));
+    assert!(html.contains(&format!("{} samples kept over", fx.kept[1].len())));
+    assert!(s.plots >= 8, "{} plots", s.plots);
+    // Iteration 2's training curves are drawn from the metrics it wrote before the kill.
+    let training = html
+        .split("<section id=\"training\">")
+        .nth(1)
+        .and_then(|x| x.split("</section>").next())
+        .expect("training section");
+    assert_eq!(
+        training.matches(">\niter 2\n</text>").count(),
+        4,
+        "{training}"
+    );
+}
+
+#[test]
+fn eval_runs_with_missing_parts_still_render() {
+    let d = tempdir();
+    // Only results.json, no run store.
+    let full = at(d.path(), "full");
+    write_eval_run(&full, &EvalPlan::new("mbpp-r", 6, &[0, 1, 0, 3]));
+    let no_store = at(d.path(), "no-store");
+    std::fs::create_dir_all(&no_store).expect("dir");
+    std::fs::copy(full.join("results.json"), no_store.join("results.json")).expect("copy");
+    let (html, s) = render(&no_store, &[]);
+    assert!(s
+        .missing
+        .iter()
+        .any(|m| m.contains("no run store (run.sqlite) beside results.json")));
+    assert!(html.contains("Missing: no sample store: no length distributions"));
+    assert!(html.contains("Missing: no evaluation store to take examples from"));
+    // The headline comes from the per-task counts of results.json, with intervals.
+    assert!(html.contains("<span class=\"ci\">["));
+    // Only the run store, no results.json (killed before the end); and samples not graded.
+    let store_only = at(d.path(), "store-only");
+    write_eval_run(&store_only, &EvalPlan::new("mbpp-r", 6, &[0, 1, 0, 3]));
+    std::fs::remove_file(store_only.join("results.json")).expect("rm");
+    {
+        let conn = rusqlite::Connection::open(store_only.join("run.sqlite")).expect("sqlite");
+        // The last task's verdicts were never written.
+        conn.execute(
+            "DELETE FROM verdicts WHERE sample_id IN (SELECT s.id FROM samples s JOIN prompts p ON p.id = s.prompt_id WHERE p.task_id = 'mbpp-r/3')",
+            [],
+        )
+        .expect("delete");
+    }
+    let (html, s) = render(&store_only, &[]);
+    assert!(s.plots >= 1);
+    assert!(html.contains("<section id=\"examples\">"));
+    assert_balanced(&html);
+    // An empty self-training results.json (killed before the first stage finished).
+    let empty = at(d.path(), "empty");
+    std::fs::create_dir_all(&empty).expect("dir");
+    std::fs::write(
+        empty.join("results.json"),
+        r#"{"kind": "selftrain", "status": "running"}"#,
+    )
+    .expect("write");
+    let (html, s) = render(&empty, &[]);
+    for want in [
+        "no iteration finished or started",
+        "the base model's dev evaluation is missing",
+    ] {
+        assert!(s.missing.iter().any(|m| m.contains(want)), "{want}");
+    }
+    assert!(html.contains("Missing: no finished evaluation"));
+    assert_balanced(&html);
+    // A self-training run whose train-side store was removed: the kept samples say so.
+    let st = at(d.path(), "st");
+    write_selftrain_run(&st, false);
+    std::fs::remove_dir_all(st.join("iter-1/sample")).expect("rm");
+    let (html, _) = render(&st, &[]);
+    assert!(
+        html.contains("Missing: the train-side sampling store: the kept samples cannot be shown")
+    );
+}
+
+#[test]
+fn bad_input_is_a_clear_error_naming_the_file() {
+    let d = tempdir();
+    let nowhere = d.path().join("no-such-run");
+    match render_report(&nowhere, &[]) {
+        Err(e @ ReportError::NotARun { .. }) => {
+            assert!(e.to_string().contains("no-such-run"), "{e}")
+        }
+        other => panic!("expected NotARun, got {other:?}"),
+    }
+    let empty = at(d.path(), "empty");
+    std::fs::create_dir_all(&empty).expect("dir");
+    assert!(matches!(
+        render_report(&empty, &[]),
+        Err(ReportError::NotARun { .. })
+    ));
+    let bad = at(d.path(), "bad-json");
+    std::fs::create_dir_all(&bad).expect("dir");
+    std::fs::write(
+        bad.join("results.json"),
+        "{\n  \"kind\": \"selftrain\",\n  oops\n}",
+    )
+    .expect("write");
+    let e = render_report(&bad, &[]).expect_err("malformed results.json");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("bad-json/results.json") && msg.contains("line 3"),
+        "{msg}"
+    );
+    let corrupt = at(d.path(), "corrupt");
+    std::fs::create_dir_all(&corrupt).expect("dir");
+    std::fs::write(
+        corrupt.join("run.sqlite"),
+        b"this is not a database, only text",
+    )
+    .expect("w");
+    let e = render_report(&corrupt, &[]).expect_err("corrupt store");
+    assert!(e.to_string().contains("corrupt/run.sqlite"), "{e}");
+    // A bad compared run is an error too, naming it.
+    let good = at(d.path(), "good");
+    write_eval_run(&good, &EvalPlan::new("mbpp-r", 6, &[0, 1]));
+    let e = render_report(&good, std::slice::from_ref(&bad)).expect_err("bad compared run");
+    assert!(e.to_string().contains("bad-json"), "{e}");
 }

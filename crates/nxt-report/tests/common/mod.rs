@@ -1,9 +1,14 @@
-//! Fixture runs for the report tests, written through the real run-store API
-//! (`nxt_core::RunStore`), the real prompt builder and parser, and the real eval report
-//! (`nxt_core::report::build_report`, which writes an eval run's `results.json`).
+//! Fixture runs for the report tests, written through the real APIs, never as hand-written
+//! result files: eval stores through `nxt_core::RunStore`, the real prompt builder and parser
+//! and the real eval report (`nxt_core::report::build_report`, which writes an eval run's
+//! `results.json`); self-training runs through the loop's own ledger
+//! (`nxt_selftrain::ledger::Ledger`), its keep step (`nxt_selftrain::keep::select`), its
+//! evaluation summaries and its `results.json` writer (`nxt_selftrain::results`), so the page
+//! is tested on exactly the records the loop writes.
 
 #![allow(dead_code)]
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use nxt_core::eval::EvalConfig;
@@ -12,12 +17,20 @@ use nxt_core::prompt::{build_prompt, PromptTrace};
 use nxt_core::report::build_report;
 use nxt_core::store::{PromptKind, RunStore, TaskPrep};
 use nxt_core::task::{adhoc_task, RepairTask};
+use nxt_core::EvalReport;
 use nxt_core::RepairConfig;
 use nxt_llm::{Completion, FinishReason};
+use nxt_selftrain::keep::select;
+use nxt_selftrain::ledger::{Ledger, StageRecords};
+use nxt_selftrain::results::{eval_summary, write_results};
+use nxt_selftrain::SelftrainConfig;
 use serde_json::json;
 
 /// The hostile string a model could write: it must never become markup.
-pub const HOSTILE: &str = "</pre><script>alert('pwned')</script><img src=x onerror=alert(1)>";
+pub const HOSTILE: &str =
+    "</pre></details></script><script>alert('pwned')</script><img src=x onerror=alert(1)>";
+/// A hostile task id (ids come from data files).
+pub const HOSTILE_ID: &str = "<b onmouseover=\"alert(2)\">t&0</b>";
 
 /// One fixture task: how many of its `n` samples pass, whether the greedy one passes.
 #[derive(Debug, Clone)]
@@ -47,7 +60,9 @@ pub struct EvalPlan {
     pub tasks: Vec<TaskPlan>,
     /// Proxy model (proxy samples are written when set).
     pub proxy_model: Option<String>,
-    /// Put the hostile string into the first failing sample's completion and the problem.
+    /// Put the hostile string into the problem of the first task, the rationale of the first
+    /// failing parseable sample and the rationale of the first passing sample, and give the
+    /// first task a hostile id.
     pub hostile: bool,
     /// Every third sample of a task is cut at max_tokens.
     pub truncate_some: bool,
@@ -109,8 +124,9 @@ fn completion(text: String, tokens: usize, truncated: bool) -> Completion {
     }
 }
 
-/// Write the plan's run store and `results.json` into `dir` (an `nxt eval` run directory).
-pub fn write_eval_run(dir: &Path, plan: &EvalPlan) {
+/// Write the plan's run store and `results.json` into `dir` (an `nxt eval` run directory);
+/// returns the eval report.
+pub fn write_eval_run(dir: &Path, plan: &EvalPlan) -> EvalReport {
     std::fs::create_dir_all(dir).expect("run dir");
     let store = RunStore::open(&dir.join("run.sqlite")).expect("store");
     let mut repair = RepairConfig::default();
@@ -137,9 +153,15 @@ pub fn write_eval_run(dir: &Path, plan: &EvalPlan) {
         )
         .expect("config");
     let mut tasks = Vec::new();
-    let mut hostile_left = plan.hostile;
+    let mut hostile_fail = plan.hostile;
+    let mut hostile_pass = plan.hostile;
     for (i, tp) in plan.tasks.iter().enumerate() {
-        let task = task_of(&tp.id, i, plan.hostile && i == 0);
+        let id = if plan.hostile && i == 0 {
+            format!("{}/{HOSTILE_ID}", plan.benchmark)
+        } else {
+            tp.id.clone()
+        };
+        let task = task_of(&id, i, plan.hostile && i == 0);
         store.put_task(i, &task).expect("task");
         let trace_text = format!(
             "def add_{i}(x):  # (0) x=1;\n    return x - {i}  # (1) __return__={};\n\nassert add_{i}(1) == {}  # (2) __exception__ = AssertionError()",
@@ -174,9 +196,13 @@ pub fn write_eval_run(dir: &Path, plan: &EvalPlan) {
                 1 - i as i64,
                 1 + i
             );
-            if !passes && hostile_left && !unparseable {
+            if !passes && hostile_fail && !unparseable {
                 rationale.push_str(HOSTILE);
-                hostile_left = false;
+                hostile_fail = false;
+            }
+            if passes && hostile_pass {
+                rationale.push_str(HOSTILE);
+                hostile_pass = false;
             }
             let text = if unparseable {
                 format!("I think the bug is the sign. {rationale}")
@@ -256,51 +282,29 @@ pub fn write_eval_run(dir: &Path, plan: &EvalPlan) {
     )
     .expect("report");
     report.write(dir).expect("results.json");
+    report
 }
 
-/// The `EVAL` record of a self-training `results.json`, from the plan.
-pub fn eval_record(plan: &EvalPlan, run_dir: &str) -> serde_json::Value {
-    let per: serde_json::Map<String, serde_json::Value> = plan
-        .tasks
-        .iter()
-        .map(|t| {
-            (
-                t.id.clone(),
-                json!({"n": plan.n, "c": t.pass, "greedy": t.greedy}),
-            )
-        })
-        .collect();
-    let counts: Vec<(usize, usize)> = plan.tasks.iter().map(|t| (plan.n, t.pass)).collect();
-    let mut v = json!({
-        "n": plan.n, "tasks": plan.tasks.len(), "unparseable": 0.1, "truncated": 0.05,
-        "per_task": per, "run_dir": run_dir,
-    });
-    for k in [1, 5, 10, 25] {
-        if let Some(p) = nxt_data::mean_pass_at_k(&counts, k) {
-            v[format!("pass@{k}")] = json!(p);
-        }
-    }
-    let g: Vec<bool> = plan.tasks.iter().filter_map(|t| t.greedy).collect();
-    if !g.is_empty() {
-        v["greedy"] = json!(g.iter().filter(|x| **x).count() as f64 / g.len() as f64);
-    }
-    v
-}
-
-/// Write `iter-N/train/metrics.jsonl` with `steps` lines (a falling loss).
+/// Write `path` (a trainer's `metrics.jsonl`) with `steps` lines of the trainer's own record
+/// (`nxt_train::StepMetrics`, a falling loss).
 pub fn write_metrics(path: &Path, steps: usize) {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
     let mut s = String::new();
     for step in 1..=steps {
-        let loss = 2.0 / (1.0 + step as f64 * 0.3);
-        let lr = 1e-4 * (1.0 - step as f64 / (steps as f64 + 1.0));
-        s.push_str(&format!(
-            "{{\"step\": {step}, \"epoch\": {}, \"loss\": {loss}, \"lr\": {lr}, \"grad_norm\": {}, \"completion_tokens\": 512, \"tokens_per_s\": {}, \"wall_s\": {}}}\n",
-            step as f64 / steps as f64,
-            1.5 / (step as f64).sqrt(),
-            300.0 + step as f64,
-            step as f64 * 1.7
-        ));
+        let m = nxt_train::StepMetrics {
+            step,
+            total_steps: steps,
+            epoch: step as f64 / steps as f64,
+            loss: 2.0 / (1.0 + step as f64 * 0.3),
+            lr: 1e-4 * (1.0 - step as f64 / (steps as f64 + 1.0)),
+            grad_norm: 1.5 / (step as f64).sqrt(),
+            completion_tokens: 512,
+            tokens: 1400,
+            tokens_per_s: 300.0 + step as f64,
+            wall_s: step as f64 * 1.7,
+        };
+        s.push_str(&serde_json::to_string(&m).expect("metrics line"));
+        s.push('\n');
     }
     std::fs::write(path, s).expect("metrics");
 }
@@ -314,92 +318,235 @@ pub fn dev_plans() -> [EvalPlan; 3] {
     ]
 }
 
-/// A self-training run directory. `killed_in_iteration_2`: iteration 2 has sampled and
-/// started training (a metrics file cut mid-line) but has no dev evaluation, and there is
-/// no test stage.
-pub fn write_selftrain_run(dir: &Path, killed_in_iteration_2: bool) {
-    std::fs::create_dir_all(dir).expect("dir");
-    let [base, it1, it2] = dev_plans();
-    write_eval_run(&dir.join("base/dev"), &base);
-    write_eval_run(&dir.join("iter-1/dev"), &it1);
-    let train1 = EvalPlan::new("mbpp-r-train", 6, &[0, 2, 1, 0, 3, 0]);
-    write_eval_run(&dir.join("iter-1/sample"), &train1);
-    write_metrics(&dir.join("iter-1/train/metrics.jsonl"), 12);
-    let train2 = EvalPlan::new("mbpp-r-train", 6, &[1, 2, 2, 0, 4, 1]);
-    write_eval_run(&dir.join("iter-2/sample"), &train2);
-    let iter = |n: usize, dev: Option<serde_json::Value>| {
-        let mut v = json!({
-            "iteration": n, "sampled_from": if n == 1 { "base".to_string() } else { format!("iter-{}", n - 1) },
-            "train_side": {"pass@1": 0.1 * n as f64, "run_dir": format!("iter-{n}/sample")},
-            "funnel": {"tasks_attempted": 6, "tasks_with_pass": 3 + n, "passing_samples": 6 + 4 * n, "after_dedupe": 5 + 3 * n,
-                       "after_cap": 5 + 2 * n, "after_faithful": 4 + 2 * n, "training_tokens": 4000 * n},
-            "kept": 4 + 2 * n, "kept_per_task": {"mbpp-r-train/1": 2, "mbpp-r-train/2": 1, "mbpp-r-train/4": 1 + n},
-            "train": {"final_loss": 0.3, "mean_loss": 0.6, "steps": 12, "metrics": format!("iter-{n}/train/metrics.jsonl"),
-                      "adapter": format!("iter-{n}/train"), "train_set_sha256": "ab12"},
-            "train_loss": 0.3,
-            "wall_s": {"sample": 10.0 * n as f64, "train": 20.0, "dev": 5.0},
-        });
-        if let Some(d) = dev {
-            v["dev"] = d;
+/// Train-side sampling plans of iterations 1 and 2 (the hard training tasks).
+pub fn train_plans(hostile: bool) -> [EvalPlan; 2] {
+    let mut a = EvalPlan::new("mbpp-r-train", 6, &[0, 2, 1, 0, 3, 0]);
+    let b = EvalPlan::new("mbpp-r-train", 6, &[1, 2, 2, 0, 4, 1]);
+    // Task 0 fails in iteration 1; the hostile passing sample must be kept: put it on task 1.
+    if hostile {
+        a.hostile = true;
+        a.tasks.swap(0, 1);
+        for (i, t) in a.tasks.iter_mut().enumerate() {
+            t.id = format!("mbpp-r-train/{i}");
         }
-        v
-    };
-    let mut results = json!({
-        "kind": "selftrain", "nxt_version": "0.1.0",
-        "status": if killed_in_iteration_2 { "running" } else { "done" },
-        "config": {"iterations": 2, "samples_per_task": 6, "temperature": 0.7, "lora": {"r": 16}},
-        "provenance": {"base_model": "tiny-model", "base_weights_sha256": "00ff", "seed": 0,
-                       "data": {"train": {"path": "train.jsonl", "sha256": "aa", "tasks": 6}, "dev": {"path": "dev.jsonl", "sha256": "bb", "tasks": 8}}},
-        "hard": {"tasks": 10, "hard": 6, "threshold": 0.1, "samples_per_task": 6, "pass@1": 0.05, "run_dir": "hard"},
-        "base": {"dev": eval_record(&base, "base/dev")},
-        "wall_s": {"total": 120.0},
-    });
-    if killed_in_iteration_2 {
-        // Iteration 2 was training when it was killed: its metrics end in half a line.
-        let p = dir.join("iter-2/train/metrics.jsonl");
-        write_metrics(&p, 5);
-        let mut s = std::fs::read_to_string(&p).expect("metrics");
-        s.push_str("{\"step\": 6, \"loss\": 0.");
-        std::fs::write(&p, s).expect("metrics");
-        let mut i2 = iter(2, None);
-        i2.as_object_mut().expect("object").remove("kept_per_task");
-        results["iterations"] = json!([iter(1, Some(eval_record(&it1, "iter-1/dev"))), i2]);
+    }
+    [a, b]
+}
+
+/// The fixture self-training run's configuration (the loop's own parser).
+pub const SELFTRAIN_TOML: &str = r#"
+[model]
+base = "tiny-model"
+
+[hard]
+samples_per_task = 6
+threshold = 0.5
+
+[sampling]
+samples_per_task = 6
+temperature = 0.7
+
+[keep]
+max_per_task = 2
+
+[loop]
+iterations = 2
+seed = 0
+"#;
+
+/// Proxy passes (of 6) per task of the chosen iteration's test run with trace.
+pub const TEST_PROXY_PASS: [usize; 5] = [0, 2, 1, 0, 5];
+
+/// What a fixture self-training run holds, for the tests to check the page against.
+#[derive(Debug, Clone, Default)]
+pub struct SelftrainFixture {
+    /// Per iteration (1, 2): the kept samples `(task_id, sample index)` as the keep step chose.
+    pub kept: Vec<Vec<(String, i64)>>,
+    /// Per iteration: the kept samples' rationales, in the same order.
+    pub kept_rationales: Vec<Vec<String>>,
+}
+
+fn finish(ledger: &mut Ledger, name: &str, v: serde_json::Value, records: &StageRecords<'_>) {
+    ledger
+        .finish_stage(name, &v, 2.5, records)
+        .unwrap_or_else(|e| panic!("stage {name}: {e}"));
+}
+
+/// A self-training run directory, written stage by stage as the loop does: the ledger's
+/// stages and keep decisions, the sampling/eval stores, `train.jsonl`, the trainer's metrics,
+/// then `results.json` by the loop's own writer. `killed_in_iteration_2`: iteration 2 sampled
+/// and kept its samples, then was killed while training (its metrics end in half a line):
+/// no train or dev stage, no test stage. `hostile`: iteration 1's train-side samples and
+/// tasks carry [`HOSTILE`] and [`HOSTILE_ID`] (and a hostile sample is kept).
+pub fn write_selftrain_run(dir: &Path, killed_in_iteration_2: bool) -> SelftrainFixture {
+    write_selftrain_run_with(dir, killed_in_iteration_2, false)
+}
+
+/// [`write_selftrain_run`], optionally with hostile model output in the kept samples.
+pub fn write_selftrain_run_with(
+    dir: &Path,
+    killed_in_iteration_2: bool,
+    hostile: bool,
+) -> SelftrainFixture {
+    std::fs::create_dir_all(dir).expect("dir");
+    let cfg = SelftrainConfig::from_toml(SELFTRAIN_TOML).expect("selftrain config");
+    let mut ledger = Ledger::open(&dir.join("selftrain.sqlite")).expect("ledger");
+    ledger
+        .set_meta("config", &cfg.identity().to_string())
+        .expect("meta");
+    let mut fx = SelftrainFixture::default();
+    let [base, it1, it2] = dev_plans();
+    let train = train_plans(hostile);
+
+    // Hard tasks: the base model's pass@1 on the training tasks.
+    let hard_plan = EvalPlan::new("mbpp-r-train", 6, &[0, 1, 0, 0, 2, 0, 6, 5, 4, 6]);
+    let hr = write_eval_run(&dir.join("hard"), &hard_plan);
+    let rows: Vec<(String, usize, usize, bool)> = hard_plan
+        .tasks
+        .iter()
+        .map(|t| (t.id.clone(), 6, t.pass, (t.pass as f64 / 6.0) < 0.5))
+        .collect();
+    finish(
+        &mut ledger,
+        "hard",
+        json!({"tasks": rows.len(), "hard": rows.iter().filter(|r| r.3).count(), "threshold": 0.5,
+               "samples_per_task": 6, "pass@1": hr.sampled.pass_at_k.get(&1), "run_dir": "hard"}),
+        &StageRecords {
+            hard: &rows,
+            ..StageRecords::default()
+        },
+    );
+    let br = write_eval_run(&dir.join("base/dev"), &base);
+    finish(
+        &mut ledger,
+        "base/dev",
+        eval_summary(&br, "base/dev"),
+        &StageRecords::default(),
+    );
+    for (i, (tp, dp)) in train.iter().zip([&it1, &it2]).enumerate() {
+        let i = i + 1;
+        let sdir = format!("iter-{i}/sample");
+        let sr = write_eval_run(&dir.join(&sdir), tp);
+        finish(
+            &mut ledger,
+            &format!("iter-{i}/sample"),
+            json!({"run_dir": sdir, "pass@1": sr.sampled.pass_at_k.get(&1),
+                   "sampled_from": if i == 1 { "base".to_string() } else { format!("iter-{}", i - 1) }}),
+            &StageRecords::default(),
+        );
+        // The keep step over the stored samples, as the loop runs it.
+        let store = RunStore::open(&dir.join(&sdir).join("run.sqlite")).expect("store");
+        let records = store.sample_records(PromptKind::Sample).expect("records");
+        let ids: BTreeSet<String> = records.iter().map(|r| r.task_id.clone()).collect();
+        let normalised: HashMap<i64, String> = records
+            .iter()
+            .filter_map(|r| Some((r.sample_id, r.program.clone()?)))
+            .collect();
+        let sel = select(&records, &ids, &normalised, &cfg.keep);
+        let mut lines = String::new();
+        for k in &sel.kept {
+            lines.push_str(
+                &json!({"id": format!("{}#{}", k.task_id, k.sample_idx), "task_id": k.task_id,
+                        "prompt": "P", "completion": k.completion})
+                .to_string(),
+            );
+            lines.push('\n');
+        }
+        let set = format!("iter-{i}/train.jsonl");
+        std::fs::write(dir.join(&set), &lines).expect("train.jsonl");
+        let sha = nxt_data::registry::sha256_bytes(lines.as_bytes());
+        fx.kept.push(
+            sel.kept
+                .iter()
+                .map(|k| (k.task_id.clone(), k.sample_idx))
+                .collect(),
+        );
+        fx.kept_rationales.push(
+            sel.kept
+                .iter()
+                .map(|k| {
+                    records
+                        .iter()
+                        .find(|r| r.task_id == k.task_id && r.idx == k.sample_idx)
+                        .and_then(|r| r.rationale.clone())
+                        .unwrap_or_default()
+                })
+                .collect(),
+        );
+        finish(
+            &mut ledger,
+            &format!("iter-{i}/keep"),
+            json!({"kept": sel.kept.len(), "funnel": sel.funnel, "kept_per_task": sel.kept_per_task,
+                   "train_set": set, "train_set_sha256": sha}),
+            &StageRecords {
+                decisions: Some((i, &sel.decisions)),
+                training_set: Some((i, &set, &sha, sel.kept.len())),
+                ..StageRecords::default()
+            },
+        );
+        let metrics = dir.join(format!("iter-{i}/train/metrics.jsonl"));
+        if killed_in_iteration_2 && i == 2 {
+            write_metrics(&metrics, 5);
+            let mut s = std::fs::read_to_string(&metrics).expect("metrics");
+            s.push_str("{\"step\": 6, \"loss\": 0.");
+            std::fs::write(&metrics, s).expect("metrics");
+            break;
+        }
+        write_metrics(&metrics, 12);
+        finish(
+            &mut ledger,
+            &format!("iter-{i}/train"),
+            json!({"final_loss": 0.3, "mean_loss": 0.6, "steps": 12,
+                   "metrics": format!("iter-{i}/train/metrics.jsonl"), "train_set_sha256": sha,
+                   "base_weights_sha256": "00ff", "adapter": format!("iter-{i}/train/adapter")}),
+            &StageRecords::default(),
+        );
+        let ddir = format!("iter-{i}/dev");
+        let dr = write_eval_run(&dir.join(&ddir), dp);
+        finish(
+            &mut ledger,
+            &ddir,
+            eval_summary(&dr, &ddir),
+            &StageRecords::default(),
+        );
+    }
+    let status = if killed_in_iteration_2 {
+        "running"
     } else {
-        write_eval_run(&dir.join("iter-2/dev"), &it2);
-        write_metrics(&dir.join("iter-2/train/metrics.jsonl"), 12);
-        results["iterations"] = json!([
-            iter(1, Some(eval_record(&it1, "iter-1/dev"))),
-            iter(2, Some(eval_record(&it2, "iter-2/dev"))),
-        ]);
-        results["best_iteration"] = json!(2);
+        ledger.set_meta("best_iteration", "2").expect("meta");
         let tb = EvalPlan::new("hefix+", 6, &[0, 1, 2, 0, 6]);
         let tbn = EvalPlan {
             with_trace: false,
             ..EvalPlan::new("hefix+", 6, &[0, 0, 2, 0, 5])
         };
-        let tt = EvalPlan::new("hefix+", 6, &[1, 3, 2, 1, 6]);
+        // The chosen iteration's test run with trace has a proxy rationale evaluation.
+        let mut tt = EvalPlan::new("hefix+", 6, &[1, 3, 2, 1, 6]);
+        tt.proxy_model = Some("proxy-tiny".into());
+        for (t, p) in tt.tasks.iter_mut().zip(TEST_PROXY_PASS) {
+            t.proxy_pass = Some(p);
+        }
         let ttn = EvalPlan {
             with_trace: false,
             ..EvalPlan::new("hefix+", 6, &[1, 2, 2, 0, 6])
         };
         for (p, d) in [
-            (&tb, "test/base/trace"),
-            (&tbn, "test/base/no-trace"),
-            (&tt, "test/best/trace"),
-            (&ttn, "test/best/no-trace"),
+            (&tb, "test/base/hefix+/trace"),
+            (&tbn, "test/base/hefix+/no-trace"),
+            (&tt, "test/iter-2/hefix+/trace"),
+            (&ttn, "test/iter-2/hefix+/no-trace"),
         ] {
-            write_eval_run(&dir.join(d), p);
+            let r = write_eval_run(&dir.join(d), p);
+            finish(
+                &mut ledger,
+                d,
+                eval_summary(&r, d),
+                &StageRecords::default(),
+            );
         }
-        results["test"] = json!({
-            "base": {"hefix+": {"trace": eval_record(&tb, "test/base/trace"), "no_trace": eval_record(&tbn, "test/base/no-trace")}},
-            "best": {"hefix+": {"trace": eval_record(&tt, "test/best/trace"), "no_trace": eval_record(&ttn, "test/best/no-trace")}},
-        });
-    }
-    std::fs::write(
-        dir.join("results.json"),
-        serde_json::to_string_pretty(&results).expect("json"),
-    )
-    .expect("results.json");
+        "done"
+    };
+    write_results(dir, &ledger, &cfg, status).expect("results.json");
+    fx
 }
 
 /// A temporary directory that lives as long as the value.
