@@ -17,7 +17,10 @@ fn data_dir() -> Option<PathBuf> {
     if d.join("humanevalfix").is_dir() {
         Some(d)
     } else {
-        eprintln!("skipped: NXT_DATA_DIR {} not found", d.display());
+        nxt_sandbox::test_support::skip(
+            nxt_sandbox::test_support::DATA,
+            &format!("NXT_DATA_DIR {} not found", d.display()),
+        );
         None
     }
 }
@@ -30,7 +33,10 @@ fn sandbox_ok() -> bool {
     }) {
         Ok(_) => true,
         Err(e) => {
-            eprintln!("skipped: sandbox unavailable: {e}");
+            nxt_sandbox::test_support::skip(
+                nxt_sandbox::test_support::SANDBOX,
+                &format!("sandbox unavailable: {e}"),
+            );
             false
         }
     }

@@ -1140,10 +1140,18 @@ def run(req, emit):
     def compile_in(text, name):
         return compile(text, name, "exec", dont_inherit=True)
 
+    def syntax_error_line(e, text, offset):
+        # The document line of a syntax error in `text` (which starts after `offset` lines),
+        # kept on one of its own lines (an error at the end of the input is on the last).
+        ln = e.lineno if isinstance(e.lineno, int) else None
+        if ln is None:
+            return None
+        return offset + min(max(ln, 1), max(1, len(text.splitlines())))
+
     try:
         pcode = compile_in(program, PROGRAM_FILE)
     except SyntaxError as e:
-        ln = e.lineno if isinstance(e.lineno, int) else None
+        ln = syntax_error_line(e, program, 0)
         if ln is not None:
             tracer.emit(ln, "exception", _exc_text(tracer.rep, e))
         result["load_error"] = _verdict_of(e, ln)
@@ -1152,10 +1160,19 @@ def run(req, emit):
     try:
         tcode = compile_in(test, TEST_FILE)
     except SyntaxError as e:
+        ln = syntax_error_line(e, test, test_offset)
+        if ln is not None:
+            tracer.emit(ln, "exception", _exc_text(tracer.rep, e))
+        result["load_error"] = _verdict_of(e, ln)
+        finish(result["load_error"])
+        return
+    try:
+        scode = compile_in(setup, SETUP_FILE) if setup.strip() else None
+    except SyntaxError as e:
+        # The setup is not part of the document: no line to show it on.
         result["load_error"] = _verdict_of(e, None)
         finish(result["load_error"])
         return
-    scode = compile_in(setup, SETUP_FILE) if setup.strip() else None
     sys.stdout = out
     phase = "program"
     try:

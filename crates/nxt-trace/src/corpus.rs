@@ -43,9 +43,19 @@ pub enum CorpusError {
         /// What was wrong.
         message: String,
     },
-    /// An unknown task id.
-    #[error("unknown task `{0}` (expected mbpp/<id>, humaneval/<n> or humanevalfix/<n>)")]
+    /// A task id of no known form.
+    #[error("unknown task `{0}` (expected mbpp/<id>, humaneval/<n>, humanevalfix/<n> or hefix/<n>)")]
     UnknownTask(String),
+    /// A well-formed task id that the dataset does not have.
+    #[error("no task `{id}` in {path} ({available})")]
+    NoSuchTask {
+        /// The id asked for.
+        id: String,
+        /// The dataset file.
+        path: PathBuf,
+        /// The ids it has, e.g. `ids 1 to 974`.
+        available: String,
+    },
 }
 
 /// The data directory: `$NXT_DATA_DIR`, else `<workspace>/../shared/data`.
@@ -226,16 +236,41 @@ pub fn mbpp_r_failing(data_dir: &Path) -> Result<Vec<CorpusItem>, CorpusError> {
 }
 
 /// Look up one task by id: `mbpp/<task_id>` (reference solution), `humaneval/<n>` (canonical
-/// solution) or `humanevalfix/<n>` (the buggy program).
+/// solution) or `humanevalfix/<n>` (the buggy program; also `hefix/<n>` and `hefix+/<n>`, the
+/// ids of `nxt repair`). A malformed id is [`CorpusError::UnknownTask`]; a well-formed one that
+/// the dataset lacks is [`CorpusError::NoSuchTask`].
 pub fn task(data_dir: &Path, id: &str) -> Result<CorpusItem, CorpusError> {
-    let items = match id.split('/').next() {
-        Some("mbpp") => mbpp(data_dir)?,
-        Some("humaneval") => humaneval(data_dir)?,
-        Some("humanevalfix") => humanevalfix(data_dir)?,
-        _ => return Err(CorpusError::UnknownTask(id.to_string())),
+    let unknown = || CorpusError::UnknownTask(id.to_string());
+    let (prefix, number) = id.split_once('/').ok_or_else(unknown)?;
+    let number: u64 = number.trim().parse().map_err(|_| unknown())?;
+    let (corpus, file): (&str, &str) = match prefix.to_ascii_lowercase().as_str() {
+        "mbpp" => ("mbpp", "mbpp/mbpp.jsonl"),
+        "humaneval" => ("humaneval", "humaneval/HumanEval.jsonl.gz"),
+        "humanevalfix" | "hefix" | "hefix+" => {
+            ("humanevalfix", "humanevalfix/humanevalpack_python.jsonl")
+        }
+        _ => return Err(unknown()),
+    };
+    let items = match corpus {
+        "mbpp" => mbpp(data_dir)?,
+        "humaneval" => humaneval(data_dir)?,
+        _ => humanevalfix(data_dir)?,
+    };
+    let canonical = format!("{corpus}/{number}");
+    let numbers: Vec<u64> = items
+        .iter()
+        .filter_map(|i| i.id.rsplit('/').next()?.parse().ok())
+        .collect();
+    let available = match (numbers.iter().min(), numbers.iter().max()) {
+        (Some(lo), Some(hi)) => format!("{} tasks, ids {lo} to {hi}", numbers.len()),
+        _ => "no tasks".to_string(),
     };
     items
         .into_iter()
-        .find(|i| i.id == id)
-        .ok_or_else(|| CorpusError::UnknownTask(id.to_string()))
+        .find(|i| i.id == canonical)
+        .ok_or_else(|| CorpusError::NoSuchTask {
+            id: id.to_string(),
+            path: data_dir.join(file),
+            available,
+        })
 }

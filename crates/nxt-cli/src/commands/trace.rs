@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use nxt_trace::batch::{read_jobs, run_batch, BatchSettings};
-use nxt_trace::corpus::{default_data_dir, task};
+use nxt_trace::corpus::{task, CorpusError};
 use nxt_trace::survey::{cases, markdown, run_survey, summarize, CORPORA};
 use nxt_trace::{
     render, trace, CaptureOptions, Format, Pool, PoolConfig, RenderOptions, TraceRequest,
@@ -24,7 +24,8 @@ pub struct Args {
     #[arg(long)]
     pub test: Option<String>,
     /// Take program and test from a dataset: mbpp/<task_id>, humaneval/<n>, humanevalfix/<n>
-    /// (reference solution; the buggy one for humanevalfix; `--program` overrides it).
+    /// or hefix/<n> (reference solution; the buggy one for humanevalfix; `--program`
+    /// overrides it).
     #[arg(long)]
     pub task: Option<String>,
     /// Which of the task's tests to trace.
@@ -54,8 +55,9 @@ pub struct Args {
     /// For --stats: also run each test untraced and compare verdicts.
     #[arg(long)]
     pub compare: bool,
-    /// Dataset directory (default: $NXT_DATA_DIR, else ../shared/data beside the workspace).
-    #[arg(long)]
+    /// Data directory (default: $NXT_DATA_DIR, else $XDG_DATA_HOME/nxt/data or
+    /// ~/.local/share/nxt/data).
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Events shown at the start of a line that ran many times.
     #[arg(long, default_value_t = 3)]
@@ -127,7 +129,7 @@ fn render_options(args: &Args) -> RenderOptions {
 
 /// Run `nxt trace`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let (data_dir, _) = nxt_data::registry::resolve_data_dir(args.data_dir.as_deref());
     let opts = render_options(&args);
     let cap = capture(&args)?;
     if args.stats {
@@ -166,15 +168,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let (program, test, setup, placement) = match &args.task {
         Some(id) => {
-            let item = task(&data_dir, id)?;
+            let item = task(&data_dir, id).map_err(|e| match e {
+                CorpusError::UnknownTask(_) => crate::exit::usage(format!("--task: {e}")),
+                CorpusError::NoSuchTask { .. } => crate::exit::input(e.to_string()),
+                other => anyhow::Error::new(other).context(format!("reading task {id}")),
+            })?;
             let test = match &args.test {
                 Some(t) => t.clone(),
-                None => item.tests.get(args.test_index).cloned().with_context(|| {
-                    format!(
-                        "{id} has {} tests; --test-index {} is out of range",
-                        item.tests.len(),
-                        args.test_index
-                    )
+                None => item.tests.get(args.test_index).cloned().ok_or_else(|| {
+                    let n = item.tests.len();
+                    crate::exit::usage(format!(
+                        "{id} has {n} test{}; --test-index {} is out of range (0 to {})",
+                        if n == 1 { "" } else { "s" },
+                        args.test_index,
+                        n.saturating_sub(1)
+                    ))
                 })?,
             };
             let program = match &args.program {
@@ -209,9 +217,42 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
     }
+    match syntax_error(&t) {
+        Some(what) => Err(crate::exit::failed(what)),
+        None => Ok(()),
+    }
+}
+
+/// The syntax error that kept the traced document from running (in the program, the test or
+/// the setup), said with its line: nothing ran, so there is no trace to read.
+fn syntax_error(t: &nxt_trace::Trace) -> Option<String> {
+    let nxt_sandbox::TestOutcome::Error {
+        exc_type,
+        message,
+        line,
+    } = t.load_error.as_ref()?
+    else {
+        return None;
+    };
+    if !["SyntaxError", "IndentationError", "TabError"].contains(&exc_type.as_str()) {
+        return None;
+    }
+    // Python's own location (`(<nxt-test>, line 1)`) counts in the part's lines; the
+    // document's line is given instead.
+    let message = match message.rfind(" (<nxt-") {
+        Some(i) if message.ends_with(')') => &message[..i],
+        _ => message.as_str(),
+    };
+    Some(match line {
+        Some(l) if *l >= t.test_first_line => {
+            format!("the test has a {exc_type} on line {l}: {message}")
+        }
+        Some(l) => format!("the program has a {exc_type} on line {l}: {message}"),
+        None => format!("the setup code has a {exc_type}: {message}"),
+    })
 }
 
 fn stats(
