@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Opens an nxt report in headless Chromium and checks that every inline <svg> plot was laid out
-# with a non-empty box and that the page logged no console errors; saves a screenshot.
+# Opens an nxt report in headless Chromium and checks that the headline table and every inline
+# <svg> plot were laid out with a non-empty box and that the page logged nothing to the console
+# (the report has no scripts, so any console message is an error); saves a screenshot.
 #
 #   crates/nxt-report/tests/browser_check.sh REPORT.html [SCREENSHOT.png] [HEIGHT]
 #
@@ -36,8 +37,10 @@ sed 's#</body>#<script>\
     var t = s.querySelectorAll("text").length, shapes = s.querySelectorAll("rect,line,polyline,path,circle").length;\
     out.push("svg " + i + " " + Math.round(r.width) + "x" + Math.round(r.height) + " texts=" + t + " shapes=" + shapes);\
   });\
+  var h = document.querySelector("\#headline table"), hb = h ? h.getBoundingClientRect() : null;\
+  var head = h ? "HEADLINE " + Math.round(hb.width) + "x" + Math.round(hb.height) + " rows=" + h.rows.length : "HEADLINE none";\
   var p = document.createElement("pre"); p.id = "nxt-browser-check";\
-  p.textContent = "SVGS " + out.length + "\\n" + out.join("\\n") + "\\nEND";\
+  p.textContent = head + "\\nSVGS " + out.length + "\\n" + out.join("\\n") + "\\nEND";\
   document.body.appendChild(p);\
 })();\
 </script></body>#' "$report" > "$probe"
@@ -55,6 +58,10 @@ echo "$result"
 expected=$(grep -o '<svg' "$report" | wc -l)
 got=$(echo "$result" | sed -n 's/^SVGS \([0-9]*\)$/\1/p')
 status=0
+if ! echo "$result" | grep -qE '^HEADLINE [1-9][0-9]*x[1-9][0-9]* rows=([3-9]|[1-9][0-9]+)$'; then
+    echo "browser_check: FAIL: the headline table is missing, empty or has no metric rows" >&2
+    status=1
+fi
 if [[ "$got" != "$expected" ]]; then
     echo "browser_check: FAIL: the file has $expected <svg> elements, the browser laid out $got" >&2
     status=1
@@ -80,5 +87,5 @@ if [[ -n "$shot" ]]; then
         status=1
     fi
 fi
-[[ $status == 0 ]] && echo "browser_check: OK: $got plots rendered with non-empty boxes, no console errors"
+[[ $status == 0 ]] && echo "browser_check: OK: the headline table and $got plots rendered with non-empty boxes, no console errors"
 exit $status
