@@ -82,6 +82,49 @@ pub fn kept_sample_ids(ledger: &Ledger, iteration: usize) -> Result<Vec<String>,
         .collect())
 }
 
+/// The data files of a run by split: `path`, `sha256` (of the file as it is now; absent for a
+/// registry source, which `nxt data` checks against its pinned sha256) and, for the toy, the
+/// number of tasks.
+fn data_provenance(toy: Option<&Value>, cfg: &SelftrainConfig) -> Value {
+    let file = |path: &str| {
+        let mut e = json!({"path": path});
+        if let Ok(sha) = nxt_data::registry::sha256_file(Path::new(path)) {
+            e["sha256"] = json!(sha);
+        }
+        e
+    };
+    let mut out = Map::new();
+    match toy {
+        Some(t) => {
+            for split in ["train", "dev", "test", "warm_start"] {
+                if let Some(p) = t[split].as_str() {
+                    let mut e = file(p);
+                    if let Some(n) = t["counts"][split].as_u64() {
+                        e["tasks"] = json!(n);
+                    }
+                    out.insert(split.into(), e);
+                }
+            }
+        }
+        None => {
+            let d = &cfg.data;
+            let mut sources = vec![("train".to_string(), &d.train), ("dev".into(), &d.dev)];
+            for (i, t) in d.test.iter().enumerate() {
+                sources.push((format!("test {}", i + 1), t));
+            }
+            for (split, src) in sources {
+                let e = if crate::config::is_path_source(src) {
+                    file(src)
+                } else {
+                    json!({"path": src})
+                };
+                out.insert(split, e);
+            }
+        }
+    }
+    Value::Object(out)
+}
+
 /// Builds `results.json` from the ledger.
 pub fn build_results(
     ledger: &Ledger,
@@ -103,7 +146,21 @@ pub fn build_results(
     };
     prov.insert("base_model".into(), base);
     prov.insert("seed".into(), json!(cfg.run.seed));
-    if let Some((v, _)) = stage(ledger, "toy")? {
+    let toy = stage(ledger, "toy")?.map(|(v, _)| v);
+    prov.insert("data".into(), data_provenance(toy.as_ref(), cfg));
+    // Every iteration fine-tunes the same base weights; the trainer hashes them.
+    if let Some(sha) = ledger
+        .stages()?
+        .iter()
+        .filter(|n| n.starts_with("iter-") && n.ends_with("/train"))
+        .find_map(|n| {
+            let (v, _) = stage(ledger, n).ok()??;
+            v["base_weights_sha256"].as_str().map(str::to_string)
+        })
+    {
+        prov.insert("base_weights_sha256".into(), json!(sha));
+    }
+    if let Some(v) = toy {
         prov.insert("toy".into(), v);
     }
     if let Some((v, w)) = stage(ledger, "warm-start")? {
@@ -441,7 +498,7 @@ mod tests {
     }
 
     #[test]
-    fn results_list_the_kept_samples_of_each_iteration_from_the_ledger() {
+    fn results_list_the_kept_samples_and_the_data_provenance_from_the_ledger() {
         let dir = std::env::temp_dir().join(format!("nxt-results-kept-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
@@ -488,7 +545,26 @@ mod tests {
                 &StageRecords::default(),
             )
             .expect("sample 3");
+        ledger
+            .finish_stage(
+                "iter-1/train",
+                &json!({"final_loss": 0.5, "base_weights_sha256": "beef"}),
+                1.0,
+                &StageRecords::default(),
+            )
+            .expect("train 1");
+        let mut cfg = cfg;
+        let train = dir.join("train.jsonl");
+        std::fs::write(&train, "{}\n").expect("train file");
+        cfg.data.train = train.display().to_string();
         let v = build_results(&ledger, &cfg, "running").expect("results");
+        let prov = &v["provenance"];
+        assert_eq!(prov["base_weights_sha256"], json!("beef"));
+        assert_eq!(
+            prov["data"]["train"]["sha256"],
+            json!(nxt_data::registry::sha256_bytes(b"{}\n"))
+        );
+        assert_eq!(prov["data"]["dev"], json!({"path": cfg.data.dev}));
         let its = v["iterations"].as_array().expect("iterations");
         assert_eq!(its.len(), 3);
         // By task id, then sample index: the order of train.jsonl.
