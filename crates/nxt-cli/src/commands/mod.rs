@@ -4,6 +4,7 @@
 use clap::Subcommand;
 
 mod adapter;
+mod check_rationale;
 mod data;
 mod eval;
 mod exec;
@@ -44,6 +45,8 @@ pub enum Command {
     Selftrain(selftrain::Args),
     /// Write a self-contained HTML report of an evaluation or self-training run.
     Report(report::Args),
+    /// Check the execution claims of a rationale against the program's trace.
+    CheckRationale(check_rationale::Args),
 }
 
 /// Dispatch one subcommand.
@@ -60,6 +63,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Selftrain(args) => selftrain::run(args),
         Command::Report(args) => report::run(args),
+        Command::CheckRationale(args) => check_rationale::run(args),
         Command::Version => {
             println!("nxt {}", env!("CARGO_PKG_VERSION"));
             Ok(())
