@@ -437,6 +437,8 @@ def child_run(job, blob, nonce, compiled):
     _BaseException = BaseException
     _AssertionError = AssertionError
     _MemoryError = MemoryError
+    _syntax_errors = (SyntaxError, IndentationError, TabError)
+    _int = int
     _exec = exec
     _range = range
     _len = len
@@ -511,6 +513,11 @@ def child_run(job, blob, nonce, compiled):
         name = bounded(_type(e).__name__, 200)
         msg = bounded(e)
         line = -1
+        if _type(e) in _syntax_errors and e.filename == "<program>" \
+                and _type(e.lineno) is _int:
+            # The program did not compile: the error's own line (an exact builtin type, so
+            # reading its attributes runs no program code).
+            line = e.lineno
         trusted_mode[0] = True
         try:
             tb = e.__traceback__
@@ -717,6 +724,12 @@ def error_entry(e):
         text = str(e)
     except BaseException:
         text = "<unprintable>"
+    if type(e) in (SyntaxError, IndentationError, TabError):
+        # Kept apart so the rebuilt error has its file and line (and prints the same).
+        msg = e.msg if type(e.msg) is str else text
+        lineno = e.lineno if type(e.lineno) is int else None
+        filename = e.filename if type(e.filename) is str else None
+        return ("!", type(e).__name__, text, msg, filename, lineno)
     return ("!", type(e).__name__, text)
 
 
@@ -743,7 +756,7 @@ def compile_request(req, tag):
     tests = []
     for i, t in enumerate(req["tests"]):
         tests.append(cached(("t", i, t, strict),
-                            lambda: compile_test(t, strict, tag, "<test %d>" % i)))
+                            lambda: compile_test(t, strict, tag, "<test %d>" % (i + 1))))
     program = req["program"]
     setup = req.get("setup")
     with warnings.catch_warnings(record=True) as caught:
@@ -790,6 +803,8 @@ def rebuilt_error(entry):
     if not (isinstance(cls, type) and issubclass(cls, BaseException)):
         cls = RuntimeError
     try:
+        if len(entry) == 6 and issubclass(cls, SyntaxError):
+            return cls(entry[3], (entry[4], entry[5], None, None))
         return cls(entry[2])
     except BaseException:
         return RuntimeError(entry[2])
@@ -859,7 +874,7 @@ def prepare(job, code_blob):
             out.append(None)
             continue
         try:
-            out.append(bind_placeholders(compile_test(t, strict, TAG[0], "<test %d>" % i),
+            out.append(bind_placeholders(compile_test(t, strict, TAG[0], "<test %d>" % (i + 1)),
                                          mapping))
         except BaseException as e:
             out.append(e)

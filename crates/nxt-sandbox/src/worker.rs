@@ -27,6 +27,12 @@ use crate::{SandboxError, TestOutcome};
 
 /// The trusted Python harness every worker runs.
 const HARNESS: &str = include_str!("harness.py");
+/// The environment variable that carries [`HARNESS`] to the interpreter.
+const HARNESS_ENV: &str = "NXT_SANDBOX_HARNESS";
+/// The `-c` program: runs the harness from [`HARNESS_ENV`] (taken out of the environment
+/// first), so that the command line (`ps`, `/proc/PID/cmdline`) stays one short line instead
+/// of the harness's 40 KB of source. It binds no name of its own in `__main__`.
+const BOOTSTRAP: &str = "exec(compile(__import__('os').environ.pop('NXT_SANDBOX_HARNESS'), '<nxt-sandbox-harness>', 'exec'))";
 
 /// How long a worker may take to kill a job after being asked before it counts as hung.
 const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -623,7 +629,7 @@ pub(crate) fn start_confined(
     set_mode(dir, 0o711)?;
     let (status_r, status_w) = pipe()?;
     let mut cmd = Command::new(s.python);
-    cmd.args(["-I", "-S", "-B", "-c", HARNESS])
+    cmd.args(["-I", "-S", "-B", "-c", BOOTSTRAP])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -637,7 +643,8 @@ pub(crate) fn start_confined(
         .env("LANG", "C.UTF-8")
         // Resolve every dynamic symbol at start: else each forked job process would resolve
         // (and copy the pages of) the ones the worker never called itself.
-        .env("LD_BIND_NOW", "1");
+        .env("LD_BIND_NOW", "1")
+        .env(HARNESS_ENV, HARNESS);
     let plan = crate::confine::Plan::new(dir, s.tmpfs_mb, s.seccomp, status_w.as_raw_fd())?;
     // SAFETY: Plan::apply and place_fds only make async-signal-safe calls and allocate nothing.
     unsafe {

@@ -171,6 +171,34 @@ fn compile_errors_and_warnings_reach_the_result() {
         "{r:?}"
     );
     assert_eq!(r.tests[0].outcome, TestOutcome::NotRun);
+    // The syntax error carries its program line (it used to be null), and the message is
+    // worded as Python words it.
+    let r = pool()
+        .run(&job(
+            "import math\n\ndef f(x)\n    return x\n",
+            &["assert f(1) == 1"],
+        ))
+        .unwrap();
+    match &r.load_error {
+        Some(TestOutcome::Error {
+            exc_type,
+            message,
+            line,
+        }) => {
+            assert_eq!(exc_type, "SyntaxError");
+            assert_eq!(*line, Some(3), "{r:?}");
+            assert!(message.ends_with("(<program>, line 3)"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Tests are numbered from 1 in their file names, as `nxt exec` numbers them.
+    let r = pool()
+        .run(&job("x = 1\n", &["assert x == 1", "assert (x"]))
+        .unwrap();
+    match &r.tests[1].outcome {
+        TestOutcome::Error { message, .. } => assert!(message.contains("<test 2>"), "{message}"),
+        other => panic!("{other:?}"),
+    }
     // A warning raised while compiling the program is the program's stderr.
     let r = pool()
         .run(&job(
