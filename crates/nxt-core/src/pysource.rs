@@ -257,10 +257,18 @@ pub fn logical_lines(src: &str) -> Vec<LogicalLine> {
             }
         }
     }
-    if !src.is_empty() && !src.ends_with('\n') {
+    // The last logical line: one without a final newline, or one that a bracket left open
+    // (a syntax error, which must stay a statement rather than vanish).
+    let open_at_end = !blank && src.ends_with('\n');
+    if open_at_end || (!src.is_empty() && !src.ends_with('\n')) {
+        let last = if src.ends_with('\n') {
+            line.saturating_sub(1)
+        } else {
+            line
+        };
         out.push(LogicalLine {
             first,
-            last: line,
+            last: last.max(first),
             indented,
             blank,
         });
@@ -321,6 +329,18 @@ pub fn top_level_statements(src: &str) -> Vec<Statement> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bracket_left_open_keeps_the_rest_as_one_statement() {
+        // It used to vanish: the tests file below gave one test, which passed.
+        let src = "assert f(1) == 3\nassert f(1) == (\nassert g\n";
+        assert_eq!(
+            texts(src),
+            vec!["assert f(1) == 3", "assert f(1) == (\nassert g"]
+        );
+        assert_eq!(texts("x = [1,\n"), vec!["x = [1,"]);
+        assert_eq!(texts("a = 1\n\n"), vec!["a = 1"]);
+    }
 
     fn texts(src: &str) -> Vec<String> {
         top_level_statements(src)
