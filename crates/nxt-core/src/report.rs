@@ -135,6 +135,7 @@ fn summarize(
     variant: Option<&str>,
     ids: &BTreeMap<&str, usize>,
     ks: &[usize],
+    max_tokens: usize,
 ) -> Result<(KindSummary, Vec<PerTask>), CoreError> {
     let mut per: Vec<PerTask> = vec![(0, 0, 0); ids.len()];
     let mut s = KindSummary::default();
@@ -171,7 +172,7 @@ fn summarize(
         }
     }
     let task_ids: Vec<&str> = ids.keys().copied().collect();
-    s.usage = store.usage_of(kind, variant, Some(&task_ids))?;
+    s.usage = store.usage_of(kind, variant, Some(&task_ids), Some(max_tokens))?;
     Ok((s, per))
 }
 
@@ -222,15 +223,23 @@ pub fn build_report(
         .enumerate()
         .map(|(i, t)| (t.id.as_str(), i))
         .collect();
-    let (sampled, per) = summarize(store, PromptKind::Sample, None, &ids, &cfg.ks)?;
-    let (greedy, gper) = summarize(store, PromptKind::Greedy, None, &ids, &[1])?;
+    let max_tokens = cfg.repair.sampling.max_tokens;
+    let (sampled, per) = summarize(store, PromptKind::Sample, None, &ids, &cfg.ks, max_tokens)?;
+    let (greedy, gper) = summarize(store, PromptKind::Greedy, None, &ids, &[1], max_tokens)?;
     let (proxy, pper) = match &proxy_model {
-        Some(m) => summarize(store, PromptKind::Proxy, Some(m), &ids, &cfg.ks)?,
+        Some(m) => summarize(store, PromptKind::Proxy, Some(m), &ids, &cfg.ks, max_tokens)?,
         None => (KindSummary::default(), vec![(0, 0, 0); tasks.len()]),
     };
     let mut proxies = Vec::new();
     for m in store.variants(PromptKind::Proxy)? {
-        let (summary, _) = summarize(store, PromptKind::Proxy, Some(&m), &ids, &cfg.ks)?;
+        let (summary, _) = summarize(
+            store,
+            PromptKind::Proxy,
+            Some(&m),
+            &ids,
+            &cfg.ks,
+            max_tokens,
+        )?;
         if summary.samples > 0 || proxy_model.as_deref() == Some(m.as_str()) {
             proxies.push(ProxySummary { model: m, summary });
         }
@@ -325,13 +334,17 @@ impl EvalReport {
         }
         let _ = writeln!(
             s,
-            "  unparseable {}/{} ({}%); tokens: {} prompt, {} generated ({} completions cut at max_tokens)",
+            "  unparseable {}/{} ({}%); tokens: {} prompt, {} generated ({} completions cut at max_tokens{})",
             self.sampled.unparseable,
             self.sampled.samples,
             pct(self.sampled.unparseable_rate),
             self.sampled.usage.prompt_tokens,
             self.sampled.usage.completion_tokens,
-            self.sampled.usage.truncated
+            self.sampled.usage.truncated,
+            match self.sampled.usage.context_cut {
+                0 => String::new(),
+                n => format!(", {n} at the model's context limit"),
+            }
         );
         if self.sampled.ungraded > 0 {
             let _ = writeln!(s, "  WARNING: {} samples not graded", self.sampled.ungraded);
@@ -415,7 +428,7 @@ impl EvalReport {
             self.sampled.unparseable,
             self.sampled.samples
         );
-        let _ = writeln!(s, "\n## Token usage\n\n| kind | completions | prompt tokens | generated tokens | cut at max_tokens |\n|---|---|---|---|---|");
+        let _ = writeln!(s, "\n## Token usage\n\n| kind | completions | prompt tokens | generated tokens | cut at max_tokens | cut at the context limit |\n|---|---|---|---|---|---|");
         let mut rows = vec![
             ("sampled".to_string(), Some(&self.sampled)),
             ("greedy".to_string(), self.greedy.as_ref()),
@@ -428,8 +441,8 @@ impl EvalReport {
                 let u = &k.usage;
                 let _ = writeln!(
                     s,
-                    "| {name} | {} | {} | {} | {} |",
-                    u.completions, u.prompt_tokens, u.completion_tokens, u.truncated
+                    "| {name} | {} | {} | {} | {} | {} |",
+                    u.completions, u.prompt_tokens, u.completion_tokens, u.truncated, u.context_cut
                 );
             }
         }

@@ -167,6 +167,10 @@ pub struct Usage {
     pub completion_tokens: i64,
     /// Completions cut by `max_tokens`.
     pub truncated: i64,
+    /// Completions cut by the model's context before `max_tokens` (the prompt left fewer
+    /// tokens than that); counted apart from [`Usage::truncated`].
+    #[serde(default)]
+    pub context_cut: i64,
     /// Samples recorded as failed because the request was invalid (e.g. prompt too long).
     pub failed: i64,
 }
@@ -784,35 +788,43 @@ impl RunStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
-    /// Token usage of one prompt kind (all variants, all tasks).
+    /// Token usage of one prompt kind (all variants, all tasks; every completion that ended
+    /// at a length limit counts as cut at `max_tokens`).
     pub fn usage(&self, kind: PromptKind) -> Result<Usage, StoreError> {
-        self.usage_of(kind, None, None)
+        self.usage_of(kind, None, None, None)
     }
 
     /// Token usage of one prompt kind, of one variant when `variant` is given, over the tasks
-    /// in `tasks` when given (so that a report's every figure covers the same tasks).
+    /// in `tasks` when given (so that a report's every figure covers the same tasks). With the
+    /// run's `max_tokens`, a completion that ended at a length limit with fewer tokens than
+    /// that was cut by the context ([`Usage::context_cut`]), not by `max_tokens`.
     pub fn usage_of(
         &self,
         kind: PromptKind,
         variant: Option<&str>,
         tasks: Option<&[&str]>,
+        max_tokens: Option<usize>,
     ) -> Result<Usage, StoreError> {
         let tasks_json = tasks.map(|t| serde_json::Value::from(t.to_vec()).to_string());
+        let max_tokens = max_tokens.map(|m| i64::try_from(m).unwrap_or(i64::MAX));
         self.conn
             .query_row(
                 "SELECT COUNT(*), COALESCE(SUM(s.prompt_tokens),0), COALESCE(SUM(s.completion_tokens),0),
-                        COALESCE(SUM(s.finish_reason='length'),0), COALESCE(SUM(s.finish_reason='error'),0)
+                        COALESCE(SUM(s.finish_reason='length' AND (?4 IS NULL OR s.completion_tokens >= ?4)),0),
+                        COALESCE(SUM(s.finish_reason='length' AND ?4 IS NOT NULL AND s.completion_tokens < ?4),0),
+                        COALESCE(SUM(s.finish_reason='error'),0)
                  FROM samples s JOIN prompts p ON p.id = s.prompt_id
                  WHERE p.kind = ?1 AND (?2 IS NULL OR p.variant = ?2)
                    AND (?3 IS NULL OR p.task_id IN (SELECT value FROM json_each(?3)))",
-                params![kind.as_str(), variant, tasks_json],
+                params![kind.as_str(), variant, tasks_json, max_tokens],
                 |r| {
                     Ok(Usage {
                         completions: r.get(0)?,
                         prompt_tokens: r.get(1)?,
                         completion_tokens: r.get(2)?,
                         truncated: r.get(3)?,
-                        failed: r.get(4)?,
+                        context_cut: r.get(4)?,
+                        failed: r.get(5)?,
                     })
                 },
             )
@@ -1080,9 +1092,23 @@ mod tests {
                 prompt_tokens: 20,
                 completion_tokens: 6,
                 truncated: 0,
+                context_cut: 0,
                 failed: 0
             }
         );
+        // Length stops: at max_tokens (10 here) or, with fewer tokens, at the context limit.
+        let cut = |tokens: usize| Completion {
+            completion_tokens: tokens,
+            finish_reason: FinishReason::Length,
+            ..completion("cut")
+        };
+        store.put_samples(pid, 2, &[cut(10), cut(4)]).unwrap();
+        let u = store
+            .usage_of(PromptKind::Sample, None, None, Some(10))
+            .unwrap();
+        assert_eq!((u.completions, u.truncated, u.context_cut), (4, 1, 1));
+        let u = store.usage(PromptKind::Sample).unwrap();
+        assert_eq!((u.truncated, u.context_cut), (2, 0));
         drop(store);
         // Reopen: everything is still there.
         let store = RunStore::open(&path).unwrap();
@@ -1093,7 +1119,7 @@ mod tests {
                 tasks: 1,
                 prepared: 1,
                 prompts: 1,
-                samples: 2,
+                samples: 4,
                 parses: 2,
                 verdicts: 2,
                 errors: 1
