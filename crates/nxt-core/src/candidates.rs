@@ -26,6 +26,9 @@ pub struct CandidateOptions {
     pub temperature: f32,
     /// Most new tokens per program.
     pub max_tokens: usize,
+    /// Nucleus sampling mass.
+    #[serde(default = "default_top_p")]
+    pub top_p: f32,
     /// Base seed.
     pub seed: u64,
     /// Chat (instruction-tuned models) or completion (base models, MBPP's 3-shot prompt).
@@ -40,11 +43,16 @@ impl Default for CandidateOptions {
             n: 8,
             temperature: 0.8,
             max_tokens: 512,
+            top_p: default_top_p(),
             seed: 0,
             layout: Layout::Chat,
             batch: 16,
         }
     }
+}
+
+fn default_top_p() -> f32 {
+    0.95
 }
 
 /// One candidate line.
@@ -180,7 +188,7 @@ pub fn sample_candidates(
             }
             let params = SamplingParams {
                 temperature: opts.temperature,
-                top_p: 0.95,
+                top_p: opts.top_p,
                 max_tokens: opts.max_tokens,
                 stop,
                 seed: Some(

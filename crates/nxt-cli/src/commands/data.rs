@@ -7,13 +7,27 @@ use indicatif::{ProgressBar, ProgressStyle};
 use nxt_data::registry::{self, DataDirSource, FileStatus, DATASETS};
 use nxt_data::{benchmarks, mbppr, Executor, GradeResult, RepairTask};
 
-/// Options shared by the data and grade commands.
+/// The data directory option of every data command.
 #[derive(Debug, Clone, clap::Args)]
-pub struct DataOpts {
+pub struct DirOpts {
     /// Data directory (default: $NXT_DATA_DIR, else $XDG_DATA_HOME/nxt/data or
     /// ~/.local/share/nxt/data).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+impl DirOpts {
+    /// The resolved data directory and how it was chosen.
+    pub fn dir(&self) -> (PathBuf, DataDirSource) {
+        registry::resolve_data_dir(self.data_dir.as_deref())
+    }
+}
+
+/// Options of the data and grade commands that run programs in the sandbox.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataOpts {
+    #[command(flatten)]
+    pub dir: DirOpts,
     /// Run even if some sandbox isolation layers are unavailable.
     #[arg(long)]
     pub allow_weak_isolation: bool,
@@ -22,7 +36,7 @@ pub struct DataOpts {
 impl DataOpts {
     /// The resolved data directory and how it was chosen.
     pub fn dir(&self) -> (PathBuf, DataDirSource) {
-        registry::resolve_data_dir(self.data_dir.as_deref())
+        self.dir.dir()
     }
 
     /// A sandbox pool.
@@ -44,7 +58,7 @@ enum DataCommand {
     /// Show which datasets are present in the data directory (and where it looked).
     List {
         #[command(flatten)]
-        opts: DataOpts,
+        opts: DirOpts,
     },
     /// Download a dataset (or `all`) from its pinned upstream URL, checking its sha256.
     Fetch {
@@ -57,7 +71,7 @@ enum DataCommand {
         #[arg(long)]
         force: bool,
         #[command(flatten)]
-        opts: DataOpts,
+        opts: DirOpts,
     },
     /// Run every reference solution of a benchmark against its grading tests (and, for repair
     /// benchmarks, every buggy program) and print pass/fail counts.
@@ -117,7 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-fn list(opts: &DataOpts) -> anyhow::Result<()> {
+fn list(opts: &DirOpts) -> anyhow::Result<()> {
     let (dir, source) = opts.dir();
     println!("data directory: {} ({})", dir.display(), source.describe());
     println!(
@@ -181,7 +195,7 @@ fn list(opts: &DataOpts) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn fetch(opts: &DataOpts, name: &str, url: Option<&str>, force: bool) -> anyhow::Result<()> {
+fn fetch(opts: &DirOpts, name: &str, url: Option<&str>, force: bool) -> anyhow::Result<()> {
     let (dir, source) = opts.dir();
     let files: Vec<_> = if name == "all" {
         if url.is_some() {

@@ -225,20 +225,34 @@ fn completion_json(c: &Completion) -> Value {
 
 /// Runs `nxt generate`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    use crate::exit;
     if args.n == 0 {
-        bail!("--n must be at least 1");
+        return Err(exit::usage("--n must be at least 1"));
     }
     if args.max_tokens == 0 {
-        bail!("--max-tokens must be at least 1");
+        return Err(exit::usage("--max-tokens must be at least 1"));
     }
     if !(args.top_p > 0.0 && args.top_p <= 1.0) {
-        bail!("--top-p must be in (0, 1], got {}", args.top_p);
+        return Err(exit::usage(format!(
+            "--top-p must be in (0, 1], got {}",
+            args.top_p
+        )));
     }
     if !args.temperature.is_finite() || args.temperature < 0.0 {
-        bail!("--temperature must be >= 0, got {}", args.temperature);
+        return Err(exit::usage(format!(
+            "--temperature must be >= 0, got {}",
+            args.temperature
+        )));
     }
     let engine = super::adapter::engine_options(&args.model, args.adapter.as_deref())?;
-    let prompts = read_prompts(&args.prompts)?;
+    // A prompts file that cannot be read or is malformed is an input error (exit 65).
+    let prompts = read_prompts(&args.prompts).map_err(|e| exit::input(exit::describe(&e)))?;
+    if prompts.is_empty() {
+        return Err(exit::input(format!(
+            "{}: no prompts (the file has no JSON lines)",
+            args.prompts.display()
+        )));
+    }
     let done = done_ids(&args.out)?;
     let pending: Vec<&PromptLine> = prompts.iter().filter(|p| !done.contains(&p.key)).collect();
     let skipped = prompts.len() - pending.len();
@@ -359,11 +373,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if skipped > 0 { format!("; {skipped} were already there") } else { String::new() }
     );
     if let Some((id, e)) = failures.first() {
-        bail!(
+        return Err(exit::failed(format!(
             "{} of {} prompts failed (first: id {id}: {e}); rerun the same command to retry them",
             failures.len(),
             pending.len()
-        );
+        )));
     }
     Ok(())
 }

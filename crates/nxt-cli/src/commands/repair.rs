@@ -45,9 +45,11 @@ pub struct Args {
 
 /// `hefix/0` → (`hefix+`, `hefix/0`): the benchmark to load and the task id inside it.
 fn resolve_task(spec: &str) -> anyhow::Result<(String, String)> {
-    let (bench, rest) = spec
-        .split_once('/')
-        .with_context(|| format!("--task {spec}: expected BENCHMARK/ID such as hefix/0"))?;
+    let (bench, rest) = spec.split_once('/').ok_or_else(|| {
+        crate::exit::usage(format!(
+            "--task {spec}: expected BENCHMARK/ID such as hefix/0"
+        ))
+    })?;
     let bench = match bench {
         // `hefix/N` names a HumanEvalFix bug; it is graded on HumanEval+ tests (HeFix+).
         "hefix" | "hefix+" => "hefix+",
@@ -58,6 +60,16 @@ fn resolve_task(spec: &str) -> anyhow::Result<(String, String)> {
 
 /// Run `nxt repair`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // Arguments first: nothing starts for a command that would be refused.
+    if args.n == 0 {
+        return Err(crate::exit::usage("--n must be at least 1"));
+    }
+    if !(args.temperature.is_finite() && args.temperature >= 0.0) {
+        return Err(crate::exit::usage(format!(
+            "--temperature {}: must be a number >= 0",
+            args.temperature
+        )));
+    }
     // A bad --adapter fails before the sandbox starts and the data loads.
     super::adapter::engine_options(&args.model.model, args.model.adapter.as_deref())?;
     let pool = args.model.pool()?;
@@ -98,7 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         generator.as_ref(),
         &task,
         &cfg,
-        args.n.max(1),
+        args.n,
         args.temperature,
     )?;
     if args.show_prompt {

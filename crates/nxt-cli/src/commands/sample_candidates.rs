@@ -3,14 +3,33 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
 use nxt_core::candidates::{sample_candidates, CandidateOptions};
 use nxt_data::Split;
 
 use super::eval::{data_dir, Bar, ModelArgs};
 
+/// The flags of [`ModelArgs`] that candidate sampling has no use for (it builds its own
+/// MBPP prompt, traces nothing and runs nothing in the sandbox): hidden from `--help` and
+/// refused when given.
+const UNUSED_MODEL_FLAGS: &[(&str, &str)] = &[
+    ("few_shot", "--few-shot"),
+    ("zero_shot", "--zero-shot"),
+    ("no_trace", "--no-trace"),
+    ("trace_format", "--trace-format"),
+    ("trace_budget", "--trace-budget"),
+    ("allow_weak_isolation", "--allow-weak-isolation"),
+];
+
 /// Arguments of `nxt data sample-candidates`.
 #[derive(Debug, clap::Args)]
+#[command(
+    mut_arg("few_shot", |a| a.hide(true)),
+    mut_arg("zero_shot", |a| a.hide(true)),
+    mut_arg("no_trace", |a| a.hide(true)),
+    mut_arg("trace_format", |a| a.hide(true)),
+    mut_arg("trace_budget", |a| a.hide(true)),
+    mut_arg("allow_weak_isolation", |a| a.hide(true)),
+)]
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -43,16 +62,61 @@ pub struct Args {
     pub batch: usize,
 }
 
+/// The flags of [`UNUSED_MODEL_FLAGS`] that were given.
+fn unused_flags_given(m: &ModelArgs) -> Vec<&'static str> {
+    let given = |id: &str| match id {
+        "few_shot" => m.few_shot,
+        "zero_shot" => m.zero_shot,
+        "no_trace" => m.no_trace,
+        "trace_format" => m.trace_format != nxt_trace::Format::Inline,
+        "trace_budget" => m.trace_budget.is_some(),
+        "allow_weak_isolation" => m.allow_weak_isolation,
+        _ => false,
+    };
+    UNUSED_MODEL_FLAGS
+        .iter()
+        .filter(|(id, _)| given(id))
+        .map(|(_, flag)| *flag)
+        .collect()
+}
+
 /// Run `nxt data sample-candidates`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let split = Split::parse(&args.split).with_context(|| {
-        format!(
-            "unknown split `{}` (expected train, validation or test)",
+    let unused = unused_flags_given(&args.model);
+    if !unused.is_empty() {
+        return Err(crate::exit::usage(format!(
+            "{}: not used by sample-candidates (it writes MBPP's own prompt, traces nothing and runs nothing)",
+            unused.join(", ")
+        )));
+    }
+    let split = Split::parse(&args.split).ok_or_else(|| {
+        crate::exit::usage(format!(
+            "--split {}: unknown split (expected train, validation or test)",
             args.split
-        )
+        ))
     })?;
     if split == Split::FewShot {
-        bail!("the few-shot split (MBPP 1-10) is reserved for prompts");
+        return Err(crate::exit::usage(
+            "--split: the few-shot split (MBPP 1-10) is reserved for prompts",
+        ));
+    }
+    if args.n == 0 {
+        return Err(crate::exit::usage("--n must be at least 1"));
+    }
+    if args.limit == Some(0) {
+        return Err(crate::exit::usage("--limit must be at least 1"));
+    }
+    if !(args.temperature.is_finite() && args.temperature >= 0.0) {
+        return Err(crate::exit::usage(format!(
+            "--temperature {}: must be a number >= 0",
+            args.temperature
+        )));
+    }
+    if !(args.model.top_p > 0.0 && args.model.top_p <= 1.0) {
+        return Err(crate::exit::usage(format!(
+            "--top-p {}: must be in (0, 1]",
+            args.model.top_p
+        )));
     }
     let dir = data_dir(args.data_dir.as_deref(), "mbpp", args.fetch)?;
     let path = nxt_data::registry::locate(&dir, "mbpp")?;
@@ -70,6 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         n: args.n,
         temperature: args.temperature,
         max_tokens: args.model.max_tokens,
+        top_p: args.model.top_p,
         seed: args.seed,
         layout: args.model.layout,
         batch: args.batch.max(1),

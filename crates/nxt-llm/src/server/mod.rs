@@ -729,7 +729,13 @@ fn parse_request(
                 ));
             }
             let content = match m.content {
-                None => String::new(),
+                // No tool calls here: a message is its content.
+                None => {
+                    return Err(ApiError::bad(
+                        format!("messages[{i}]: `content` is required"),
+                        Some("messages"),
+                    ))
+                }
                 Some(ContentField::Text(t)) => t,
                 Some(ContentField::Parts(parts)) => {
                     let mut s = String::new();
