@@ -132,7 +132,7 @@ fn return_re() -> &'static Regex {
     re(
         &C,
         &format!(
-            r"(?i)(?:`?({IDENT})(?:\(([^()`]*)\))?`?\s+)?(?:\b(?:returns|returned|returning|gives back|outputs|produces)\s+(?:the value\s+|the result\s+)?|\bthe return value (?:is|was)\s+|\breturn value of\s+`?({IDENT})`?(?:\(([^()`]*)\))?`?\s+(?:is|was)\s+)"
+            r"(?i)(?:`?({IDENT})(?:\(([^()`]*)\))?`?\s+)?(?:\b(?:returns|returned|returning)\s+(?:the value\s+|the result\s+)?|\bthe return value (?:is|was)\s+|\breturn value of\s+`?({IDENT})`?(?:\(([^()`]*)\))?`?\s+(?:is|was)\s+)"
         ),
     )
 }
@@ -362,10 +362,18 @@ fn sentences(text: &str) -> Vec<(usize, usize)> {
     out
 }
 
-/// Byte offset at which a hypothetical clause starts inside the sentence `s..e`, if any: from
-/// the first hypothetical word on, claims are hypothetical.
-fn hypothetical_from(text: &str, s: usize, e: usize) -> Option<usize> {
+/// The byte range of the sentence `s..e` that speaks about the fix or an expectation, if
+/// any: from the clause holding the first hypothetical word to the next contrasting clause
+/// ("x should be 3; the trace shows x=4", "as expected, but then it returns 5").
+fn hypothetical_range(text: &str, s: usize, e: usize) -> Option<(usize, usize)> {
     let lower = text[s..e].to_ascii_lowercase();
+    let trimmed = lower.trim_start();
+    let lead = lower.len() - trimmed.len();
+    // A sentence that opens with the fix ("To fix it, ...", "With that slice, ...") is about
+    // the fix as a whole.
+    if FIX_OPENERS.iter().any(|o| trimmed.starts_with(o)) {
+        return Some((s + lead, e));
+    }
     let mut first: Option<usize> = None;
     for w in HYPOTHETICAL {
         let mut from = 0;
@@ -384,41 +392,79 @@ fn hypothetical_from(text: &str, s: usize, e: usize) -> Option<usize> {
     // The hypothetical part starts at the clause holding the word (after the last `,`, `;`,
     // `:` or joining word before it), so "x=3, so the function should return 4" and "it
     // returns 2 while the test expects 3" keep their first claim.
-    first.map(|at| {
-        let mut clause_start = lower[..at]
-            .rfind([',', ';', ':'])
-            .map(|p| p + 1)
-            .unwrap_or(0);
-        for conj in [
-            " and ",
-            " while ",
-            " but ",
-            " so ",
-            " because ",
-            " whereas ",
-            " although ",
-        ] {
-            if let Some(p) = lower[..at].rfind(conj) {
-                clause_start = clause_start.max(p + 1);
-            }
+    let at = first?;
+    let mut start = lower[..at]
+        .rfind([',', ';', ':'])
+        .map(|p| p + 1)
+        .unwrap_or(0);
+    for conj in [
+        " and ",
+        " while ",
+        " but ",
+        " so ",
+        " because ",
+        " whereas ",
+        " although ",
+        " yet ",
+    ] {
+        if let Some(p) = lower[..at].rfind(conj) {
+            start = start.max(p + 1);
         }
-        // A sentence that opens with the fix ("To fix it, ...", "With that slice, ...") is
-        // about the fix from its start.
-        let opening = lower[..at].trim_start();
-        if opening.split_whitespace().count() <= 2 {
-            clause_start = 0;
+    }
+    let mut end = lower.len();
+    for stop in [
+        "; ",
+        " but ",
+        " while ",
+        " whereas ",
+        " although ",
+        " yet ",
+        " however",
+    ] {
+        if let Some(p) = lower[at..].find(stop) {
+            end = end.min(at + p);
         }
-        s + clause_start
-    })
+    }
+    Some((s + start, s + end))
+}
+
+/// Sentence openings that make the whole sentence about the fix.
+const FIX_OPENERS: &[&str] = &[
+    "to fix",
+    "with that",
+    "with this",
+    "with the fix",
+    "with the corrected",
+    "after the fix",
+    "after fixing",
+    "once fixed",
+    "if we",
+    "the fix",
+    "fixed",
+    "fix:",
+    "the corrected",
+    "the correct",
+];
+
+/// A char boundary at most `n` bytes before `at` (for looking back a few words).
+fn window_start(text: &str, at: usize, n: usize) -> usize {
+    let mut w = at.saturating_sub(n);
+    while !text.is_char_boundary(w) {
+        w -= 1;
+    }
+    w
 }
 
 /// Is the word before `at` a negation ("not", "never", "n't")?
 fn negated(text: &str, at: usize) -> bool {
-    let before = text[..at].trim_end().to_ascii_lowercase();
-    before.ends_with(" not")
-        || before.ends_with("never")
-        || before.ends_with("n't")
-        || before.ends_with(" no")
+    let before = text[window_start(text, at, 40)..at]
+        .trim_end_matches(|c: char| c.is_whitespace() || c == '`')
+        .to_ascii_lowercase();
+    let last = before
+        .rsplit(|c: char| !c.is_alphanumeric() && c != '\'')
+        .next()
+        .unwrap_or("");
+    matches!(last, "not" | "never" | "no" | "none" | "neither" | "nor") || last.ends_with("n't")
 }
 
 /// Parse a literal value at `at` (optional backtick around it). Returns the value text and the
@@ -669,8 +715,9 @@ pub fn extract_claims(text: &str) -> Vec<Claim> {
             continue;
         }
         // Keyword arguments inside a call (`f(a=1)`) are not claims.
-        let open = text[..start].rfind('(');
-        let close = text[..start].rfind(')');
+        let near = window_start(text, start, 200);
+        let open = text[near..start].rfind('(').map(|p| near + p);
+        let close = text[near..start].rfind(')').map(|p| near + p);
         if let Some(o) = open {
             if close.is_none_or(|c| c < o)
                 && o > 0
@@ -743,7 +790,7 @@ pub fn extract_claims(text: &str) -> Vec<Claim> {
             continue;
         };
         let n = name.as_str();
-        if expression_before(text, name.start()) || is_stopword(n) {
+        if expression_before(text, name.start()) || is_stopword(n) || negated(text, all.start()) {
             continue;
         }
         if text[all.end()..].to_ascii_lowercase().starts_with("not ") {
@@ -829,11 +876,17 @@ pub fn extract_claims(text: &str) -> Vec<Claim> {
         });
     }
 
-    // Overlaps: the earlier-found claim wins (returns before values before copulas).
+    // Overlaps: the earlier-found claim wins (returns before values before copulas). Kept
+    // spans never overlap, so the kept span starting last before a new one's end decides.
+    let mut spans: std::collections::BTreeMap<usize, usize> = std::collections::BTreeMap::new();
     let mut kept: Vec<Claim> = Vec::new();
     for c in raw {
-        let clash = kept.iter().any(|k| c.start < k.end && k.start < c.end);
+        let clash = spans
+            .range(..c.end)
+            .next_back()
+            .is_some_and(|(_, e)| *e > c.start);
         if !clash {
+            spans.insert(c.start, c.end);
             kept.push(c);
         }
     }
@@ -866,11 +919,12 @@ pub fn extract_claims(text: &str) -> Vec<Claim> {
         .collect();
     let starts: Vec<(usize, usize)> = kept.iter().map(|c| (c.start, c.end)).collect();
     for c in kept.iter_mut() {
-        let Some(&(s, e)) = sents.iter().find(|(s, e)| *s <= c.start && c.start < *e) else {
+        let i = sents.partition_point(|(_, e)| *e <= c.start);
+        let Some(&(s, e)) = sents.get(i).filter(|(s, _)| *s <= c.start) else {
             continue;
         };
-        if let Some(h) = hypothetical_from(text, s, e) {
-            if c.start >= h {
+        if let Some((hs, he)) = hypothetical_range(text, s, e) {
+            if c.start >= hs && c.start < he {
                 c.hypothetical = true;
             }
         }
@@ -894,7 +948,13 @@ pub fn extract_claims(text: &str) -> Vec<Claim> {
             // A cite belongs to its own clause, except one that opens the sentence ("On line
             // 4, x is 3").
             let opens_sentence = *ce <= c.start && text[s..*cs].split_whitespace().count() <= 1;
-            let crosses_clause = text[lo..hi].contains([',', ';', ':']) && !opens_sentence;
+            let gap_text = &text[lo..hi];
+            let crosses_clause = !opens_sentence
+                && (gap_text.contains([',', ';', ':'])
+                    || (*ce <= c.start
+                        && [" and ", " so ", " then ", " but ", " while "]
+                            .iter()
+                            .any(|w| gap_text.contains(w))));
             if between || crosses_clause {
                 continue;
             }
