@@ -203,3 +203,41 @@ fn data_dir_default_is_the_same_as_every_other_command() {
     assert!(data.contains("XDG_DATA_HOME"), "{data}");
     assert_eq!(help(&["trace", "--help"]), data);
 }
+
+#[test]
+fn usage_and_input_errors_have_their_own_exit_codes() {
+    let d = tmpdir("codes");
+    let prog = d.join("p.py");
+    std::fs::write(&prog, "x = 1\n").unwrap();
+    let prog = prog.to_string_lossy().into_owned();
+    let missing = d.join("missing.py").to_string_lossy().into_owned();
+    let jobs = d.join("jobs.jsonl");
+    std::fs::write(&jobs, "{\"id\": 1, \"program\n").unwrap();
+    let jobs = jobs.to_string_lossy().into_owned();
+    let out = d.join("out.jsonl").to_string_lossy().into_owned();
+    for (args, code) in [
+        (vec!["trace"], 64),
+        (vec!["trace", "--program", &prog], 64),
+        (
+            vec![
+                "trace",
+                "--program",
+                &prog,
+                "--test",
+                "x",
+                "--time-budget",
+                "0",
+            ],
+            64,
+        ),
+        (vec!["trace", "--stats", "--corpora", "nope"], 64),
+        (vec!["trace", "--program", &missing, "--test", "x"], 65),
+        (vec!["trace", "--batch", &jobs, "--out", &out], 65),
+    ] {
+        let o = nxt(&args);
+        let stderr = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}

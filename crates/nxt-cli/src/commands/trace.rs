@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use nxt_trace::batch::{read_jobs, run_batch, BatchSettings};
 use nxt_trace::corpus::{task, CorpusError};
 use nxt_trace::survey::{cases, markdown, run_survey, summarize, CORPORA};
@@ -105,7 +105,9 @@ fn pool(args: &Args) -> anyhow::Result<Pool> {
 fn capture(args: &Args) -> anyhow::Result<CaptureOptions> {
     let secs = |v: f64, name: &str| -> anyhow::Result<Duration> {
         if !(v.is_finite() && v > 0.0) {
-            bail!("--{name} must be a positive number of seconds, got {v}");
+            return Err(crate::exit::usage(format!(
+                "--{name} must be a positive number of seconds, got {v}"
+            )));
         }
         Ok(Duration::from_secs_f64(v))
     };
@@ -137,7 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(batch) = &args.batch {
         let out = args.out.clone().context("--batch needs --out")?;
-        let jobs = read_jobs(batch)?;
+        let jobs = read_jobs(batch).map_err(|e| crate::exit::input(e.to_string()))?;
         let pool = pool(&args)?;
         let settings = BatchSettings {
             capture: cap,
@@ -186,22 +188,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 })?,
             };
             let program = match &args.program {
-                Some(p) => std::fs::read_to_string(p)
-                    .with_context(|| format!("reading {}", p.display()))?,
+                Some(p) => read_program(p)?,
                 None => item.program.clone(),
             };
             (program, test, item.setup.clone(), item.setup_placement)
         }
         None => {
             let Some(p) = &args.program else {
-                bail!("give --program FILE --test \"assert ...\", or --task ID, or --batch FILE --out FILE, or --stats");
+                return Err(crate::exit::usage("give --program FILE --test \"assert ...\", or --task ID, or --batch FILE --out FILE, or --stats"));
             };
-            let program =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let program = read_program(p)?;
             let test = args
                 .test
                 .clone()
-                .context("--program needs --test \"assert ...\"")?;
+                .ok_or_else(|| crate::exit::usage("--program needs --test \"assert ...\""))?;
             (program, test, None, nxt_trace::SetupPlacement::AfterProgram)
         }
     };
@@ -224,6 +224,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(what) => Err(crate::exit::failed(what)),
         None => Ok(()),
     }
+}
+
+/// A program file; one that cannot be read or is not UTF-8 text is an input error.
+fn read_program(p: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(p)
+        .map_err(|e| crate::exit::input(format!("cannot read program {}: {e}", p.display())))
 }
 
 /// The syntax error that kept the traced document from running (in the program, the test or
@@ -264,10 +270,10 @@ fn stats(
     let names: Vec<&str> = args.corpora.iter().map(String::as_str).collect();
     for n in &names {
         if !CORPORA.contains(n) {
-            bail!(
-                "unknown corpus `{n}` (expected one of {})",
+            return Err(crate::exit::usage(format!(
+                "--corpora: unknown corpus `{n}` (expected one of {})",
                 CORPORA.join(", ")
-            );
+            )));
         }
     }
     let all = cases(data_dir, &names, args.every)?;
