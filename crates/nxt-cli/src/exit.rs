@@ -6,7 +6,7 @@
 //! | 1 | the work ran and its result is negative: tests failed (`exec`, `trace` of a test with a syntax error), a run is incomplete because samples could not be generated (`eval`, `generate`), the isolation is incomplete (`exec --isolation-report`) |
 //! | 2 | the work could not be done: the executor, the sandbox, a server, a model or the file system failed |
 //! | 64 | usage error: bad or conflicting command-line arguments, a rerun whose settings differ from the stored run's |
-//! | 65 | input error: an input file that cannot be read, is not UTF-8 text or is malformed, an unknown task id, prompts that do not fit the model |
+//! | 65 | input error: an input file that cannot be read, is not UTF-8 text or is malformed (a config, a prompts or jobs file, a run directory that holds no run), a dataset missing from the data directory or failing its sha256 pin, an unknown task id, prompts that do not fit the model |
 //! | 141 | stdout was closed early (`nxt ... \| head`) |
 //!
 //! Errors are printed as one `error:` line with their causes, never with a backtrace (panics,
@@ -86,8 +86,25 @@ pub fn code_of(err: &anyhow::Error) -> i32 {
         if let Some(e) = cause.downcast_ref::<nxt_data::DataError>() {
             match e {
                 nxt_data::DataError::UnknownDataset(..) => return USAGE,
-                nxt_data::DataError::Malformed { .. } => return INPUT,
+                nxt_data::DataError::Malformed { .. }
+                | nxt_data::DataError::Missing { .. }
+                | nxt_data::DataError::Checksum { .. } => return INPUT,
                 _ => {}
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<nxt_selftrain::SelftrainError>() {
+            match e {
+                nxt_selftrain::SelftrainError::Config { .. } => return INPUT,
+                nxt_selftrain::SelftrainError::ConfigChanged { .. } => return USAGE,
+                _ => {}
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<nxt_report::ReportError>() {
+            if matches!(
+                e,
+                nxt_report::ReportError::NotARun { .. } | nxt_report::ReportError::Json { .. }
+            ) {
+                return INPUT;
             }
         }
     }
@@ -125,6 +142,27 @@ mod tests {
         let e = anyhow::Error::new(nxt_data::DataError::UnknownDataset("q".into(), "a".into()))
             .context("loading");
         assert_eq!(code_of(&e), USAGE);
+        let e = anyhow::Error::new(nxt_data::DataError::Missing {
+            name: "mbpp".into(),
+            path: "/d/mbpp/mbpp.jsonl".into(),
+            hint: "fetch it".into(),
+        });
+        assert_eq!(code_of(&e), INPUT);
+        let e: anyhow::Error = nxt_selftrain::SelftrainError::Config {
+            key: "sampling.n".into(),
+            message: "must be at least 1".into(),
+        }
+        .into();
+        assert_eq!(code_of(&e), INPUT);
+        let e: anyhow::Error = nxt_selftrain::SelftrainError::ConfigChanged {
+            key: "seed".into(),
+            old: "0".into(),
+            new: "1".into(),
+        }
+        .into();
+        assert_eq!(code_of(&e), USAGE);
+        let e: anyhow::Error = nxt_report::ReportError::NotARun { path: "/x".into() }.into();
+        assert_eq!(code_of(&e), INPUT);
     }
 
     #[test]

@@ -295,3 +295,29 @@ fn serve_refuses_a_chat_message_without_content() {
     drop(_served);
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn missing_inputs_are_input_errors_in_every_command() {
+    let d = tmpdir("inputs");
+    let nowhere = d.join("nowhere").to_string_lossy().into_owned();
+    for args in [
+        vec!["data", "check", "mbpp", "--data-dir", &nowhere],
+        vec![
+            "grade",
+            "--dataset",
+            "mbpp",
+            "--samples",
+            &nowhere,
+            "--data-dir",
+            &nowhere,
+        ],
+        vec!["report", &nowhere],
+        vec!["selftrain", "--config", &nowhere],
+    ] {
+        let out = nxt(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(65), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
