@@ -7,7 +7,8 @@
 //! context (all tasks at once, before any sampling); sample `n` repairs per task, storing,
 //! parsing and grading each prompt's completions as soon as they arrive; the greedy repair;
 //! the proxy model's fixes from each sampled rationale (stored per proxy model); a final sweep
-//! that parses and grades anything left ungraded by an interruption.
+//! that parses and grades anything left ungraded by an interruption; the faithfulness check
+//! of every parsed rationale against the trace (`nxt-faithful`), stored per sample.
 //!
 //! Generation errors are not sample failures. A request the backend refuses as invalid (a
 //! server's 400) is recorded in the errors table and stored as no sample at all, so the report
@@ -248,6 +249,9 @@ pub fn run_eval(
 
     // 5. Sweep: parse and grade anything an interruption left behind.
     sweep(ctx.pool, &by_id, store, progress)?;
+
+    // 6. Faithfulness: every parsed rationale checked against the trace.
+    faithfulness_stage(ctx.pool, &by_id, store, progress)?;
 
     build_report(
         store,
@@ -495,6 +499,65 @@ fn proxy_stage(
     run_pending(
         ctx, proxy, store, pending, "proxy", total, already, cfg.batch, progress,
     )
+}
+
+/// Checks every parsed rationale (sampled and greedy) not checked yet against the trace of
+/// the buggy program on the task's failing test, recorded again without the prompt's render
+/// budget and with larger capture budgets ([`nxt_faithful::full_capture`]), once per task.
+/// A task whose program cannot be traced is noted in the errors table and retried on a rerun.
+fn faithfulness_stage(
+    pool: &Pool,
+    tasks: &BTreeMap<&str, &RepairTask>,
+    store: &RunStore,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<(), CoreError> {
+    let mut todo: BTreeMap<String, Vec<crate::store::PendingRationale>> = BTreeMap::new();
+    for kind in [PromptKind::Sample, PromptKind::Greedy] {
+        for p in store.faithfulness_pending(kind)? {
+            todo.entry(p.task_id.clone()).or_default().push(p);
+        }
+    }
+    let total = todo.values().map(Vec::len).sum();
+    let mut done = 0;
+    for (id, items) in &todo {
+        done += items.len();
+        let (Some(task), Some(test)) = (
+            tasks.get(id.as_str()),
+            store.prep(id)?.and_then(|p| p.failing_test),
+        ) else {
+            continue;
+        };
+        let req = nxt_trace::TraceRequest {
+            program: task.buggy_program.clone(),
+            test,
+            setup: task.prompt_tests.setup.clone(),
+            setup_placement: task.prompt_tests.setup_placement,
+            capture: nxt_faithful::full_capture(),
+            memory_bytes: nxt_data::grading_limits().memory_bytes,
+        };
+        match nxt_trace::trace(pool, &req) {
+            Ok(trace) => {
+                let index = nxt_faithful::TraceIndex::new(&trace);
+                for item in items {
+                    let report = nxt_faithful::check_with(&index, &item.rationale);
+                    store.put_faithfulness(item.sample_id, &report)?;
+                }
+            }
+            Err(nxt_trace::TraceError::Sandbox(e)) => return Err(e.into()),
+            Err(e) => store.put_error(
+                Some(id),
+                "faithfulness",
+                &format!("tracing for the faithfulness check failed: {e}"),
+            )?,
+        }
+        progress(&Progress {
+            stage: "faithfulness",
+            done,
+            total,
+            message: id.clone(),
+        });
+    }
+    Ok(())
 }
 
 fn sweep(

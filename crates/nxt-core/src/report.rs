@@ -83,6 +83,86 @@ pub struct GenerationErrors {
     pub tasks: Vec<GenerationError>,
 }
 
+/// Rationale verdicts of one group of samples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaithfulnessRates {
+    /// Samples whose rationale was checked.
+    pub checked: usize,
+    /// Faithful rationales (no contradicted claim, at least one supported).
+    pub faithful: usize,
+    /// Unfaithful rationales (at least one contradicted claim).
+    pub unfaithful: usize,
+    /// Rationales without a checkable claim.
+    pub no_claim: usize,
+    /// `faithful / checked` (0 when nothing was checked).
+    pub faithful_rate: f64,
+    /// `unfaithful / checked`.
+    pub unfaithful_rate: f64,
+    /// `no_claim / checked`.
+    pub no_claim_rate: f64,
+}
+
+impl FaithfulnessRates {
+    fn add(&mut self, verdict: &str) {
+        self.checked += 1;
+        match verdict {
+            "faithful" => self.faithful += 1,
+            "unfaithful" => self.unfaithful += 1,
+            _ => self.no_claim += 1,
+        }
+        let n = self.checked as f64;
+        self.faithful_rate = self.faithful as f64 / n;
+        self.unfaithful_rate = self.unfaithful as f64 / n;
+        self.no_claim_rate = self.no_claim as f64 / n;
+    }
+}
+
+/// Faithfulness of the sampled rationales against the trace (`nxt-faithful`), beside pass@k:
+/// over all samples, and split by whether the fix passed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaithfulnessSummary {
+    /// All sampled repairs.
+    pub all: FaithfulnessRates,
+    /// Samples whose fix passed.
+    pub passed: FaithfulnessRates,
+    /// Samples whose fix failed (unparseable ones included).
+    pub failed: FaithfulnessRates,
+    /// Samples not checked (not parsed yet, or the task has no failing test to trace).
+    pub unchecked: usize,
+    /// Claims over all checked samples: supported, contradicted, unverifiable.
+    pub claims_supported: i64,
+    /// Contradicted claims.
+    pub claims_contradicted: i64,
+    /// Unverifiable claims.
+    pub claims_unverifiable: i64,
+}
+
+fn faithfulness_summary(
+    store: &RunStore,
+    ids: &BTreeMap<&str, usize>,
+) -> Result<FaithfulnessSummary, CoreError> {
+    let mut f = FaithfulnessSummary::default();
+    for o in store.faithfulness_outcomes(PromptKind::Sample)? {
+        if !ids.contains_key(o.task_id.as_str()) {
+            continue;
+        }
+        let Some(v) = o.verdict.as_deref() else {
+            f.unchecked += 1;
+            continue;
+        };
+        f.all.add(v);
+        if o.passed == Some(true) {
+            f.passed.add(v);
+        } else {
+            f.failed.add(v);
+        }
+        f.claims_supported += o.claims.0;
+        f.claims_contradicted += o.claims.1;
+        f.claims_unverifiable += o.claims.2;
+    }
+    Ok(f)
+}
+
 /// The report of an evaluation run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
@@ -118,6 +198,9 @@ pub struct EvalReport {
     /// Samples that could not be generated (the run is incomplete while this is non-zero).
     #[serde(default)]
     pub generation_errors: GenerationErrors,
+    /// Faithfulness of the sampled rationales, split by fix passed / failed.
+    #[serde(default)]
+    pub faithfulness: FaithfulnessSummary,
     /// Rows in the store.
     pub store_counts: Counts,
     /// Recorded errors / notes (tracing notes, generation failures).
@@ -292,6 +375,7 @@ pub fn build_report(
         proxy: has_proxy.then_some(proxy),
         proxies,
         generation_errors,
+        faithfulness: faithfulness_summary(store, &ids)?,
         store_counts: store.counts()?,
         errors: store.errors()?.len(),
         per_task,
@@ -346,6 +430,26 @@ impl EvalReport {
                 n => format!(", {n} at the model's context limit"),
             }
         );
+        let f = &self.faithfulness;
+        if f.all.checked > 0 {
+            let _ = writeln!(
+                s,
+                "  rationales: {}% faithful, {}% unfaithful, {}% no checkable claim ({} checked; \
+                 passed fixes {}% / {}% / {}% of {}, failed fixes {}% / {}% / {}% of {})",
+                pct(f.all.faithful_rate),
+                pct(f.all.unfaithful_rate),
+                pct(f.all.no_claim_rate),
+                f.all.checked,
+                pct(f.passed.faithful_rate),
+                pct(f.passed.unfaithful_rate),
+                pct(f.passed.no_claim_rate),
+                f.passed.checked,
+                pct(f.failed.faithful_rate),
+                pct(f.failed.unfaithful_rate),
+                pct(f.failed.no_claim_rate),
+                f.failed.checked,
+            );
+        }
         if self.sampled.ungraded > 0 {
             let _ = writeln!(s, "  WARNING: {} samples not graded", self.sampled.ungraded);
         }
@@ -428,6 +532,32 @@ impl EvalReport {
             self.sampled.unparseable,
             self.sampled.samples
         );
+        let f = &self.faithfulness;
+        if f.all.checked > 0 {
+            let _ = writeln!(
+                s,
+                "\n## Rationale faithfulness\n\nEach sampled rationale's execution claims checked against the trace of the buggy program (faithful: no contradicted claim and at least one supported; unfaithful: a contradicted claim).\n\n| samples | checked | faithful (%) | unfaithful (%) | no checkable claim (%) |\n|---|---|---|---|---|"
+            );
+            for (name, r) in [
+                ("all", &f.all),
+                ("fix passed", &f.passed),
+                ("fix failed", &f.failed),
+            ] {
+                let _ = writeln!(
+                    s,
+                    "| {name} | {} | {} | {} | {} |",
+                    r.checked,
+                    pct(r.faithful_rate),
+                    pct(r.unfaithful_rate),
+                    pct(r.no_claim_rate)
+                );
+            }
+            let _ = writeln!(
+                s,
+                "\nClaims: {} supported, {} contradicted, {} unverifiable; {} samples not checked.",
+                f.claims_supported, f.claims_contradicted, f.claims_unverifiable, f.unchecked
+            );
+        }
         let _ = writeln!(s, "\n## Token usage\n\n| kind | completions | prompt tokens | generated tokens | cut at max_tokens | cut at the context limit |\n|---|---|---|---|---|---|");
         let mut rows = vec![
             ("sampled".to_string(), Some(&self.sampled)),

@@ -147,6 +147,36 @@ pub struct SampleRecord {
     pub program: Option<String>,
     /// Passed all grading tests (None: not graded yet).
     pub passed: Option<bool>,
+    /// The rationale's faithfulness verdict (`faithful`, `unfaithful`, `no_claim`; None: not
+    /// checked yet).
+    pub faithfulness: Option<String>,
+}
+
+/// A sample's rationale waiting for the faithfulness check (see
+/// [`RunStore::faithfulness_pending`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingRationale {
+    /// Task id.
+    pub task_id: String,
+    /// Sample row id.
+    pub sample_id: i64,
+    /// The parsed rationale.
+    pub rationale: String,
+}
+
+/// One sample's fix verdict and faithfulness verdict (see [`RunStore::faithfulness_outcomes`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaithfulnessOutcome {
+    /// Task id.
+    pub task_id: String,
+    /// Sample row id.
+    pub sample_id: i64,
+    /// Passed all grading tests (None: not graded yet).
+    pub passed: Option<bool>,
+    /// `faithful`, `unfaithful` or `no_claim` (None: not checked).
+    pub verdict: Option<String>,
+    /// Claims supported, contradicted, unverifiable.
+    pub claims: (i64, i64, i64),
 }
 
 /// What [`RunStore::import`] added.
@@ -214,6 +244,13 @@ CREATE TABLE IF NOT EXISTS verdicts(
     sample_id INTEGER PRIMARY KEY REFERENCES samples(id),
     passed INTEGER NOT NULL,
     detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS faithfulness(
+    sample_id INTEGER PRIMARY KEY REFERENCES samples(id),
+    verdict TEXT NOT NULL,
+    supported INTEGER NOT NULL,
+    contradicted INTEGER NOT NULL,
+    unverifiable INTEGER NOT NULL,
+    report_json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS errors(
     id INTEGER PRIMARY KEY,
     task_id TEXT,
@@ -746,6 +783,7 @@ impl RunStore {
                  INSERT OR IGNORE INTO failed_samples
                      SELECT id FROM samples WHERE prompt_id IN (SELECT id FROM failed_prompts);
                  DELETE FROM verdicts WHERE sample_id IN (SELECT id FROM failed_samples);
+                 DELETE FROM faithfulness WHERE sample_id IN (SELECT id FROM failed_samples);
                  DELETE FROM parses WHERE sample_id IN (SELECT id FROM failed_samples);
                  DELETE FROM samples WHERE id IN (SELECT id FROM failed_samples);
                  DELETE FROM prompts WHERE id IN (SELECT id FROM failed_prompts);
@@ -856,12 +894,13 @@ impl RunStore {
             .conn
             .prepare(
                 "SELECT p.task_id, s.id, s.idx, s.text, s.prompt_tokens, s.completion_tokens,
-                        s.finish_reason, pa.ok, pa.rationale, pa.program, v.passed
+                        s.finish_reason, pa.ok, pa.rationale, pa.program, v.passed, f.verdict
                  FROM samples s
                  JOIN prompts p ON p.id = s.prompt_id
                  JOIN tasks t ON t.task_id = p.task_id
                  LEFT JOIN parses pa ON pa.sample_id = s.id
                  LEFT JOIN verdicts v ON v.sample_id = s.id
+                 LEFT JOIN faithfulness f ON f.sample_id = s.id
                  WHERE p.kind = ?1 ORDER BY t.task_id, p.parent_sample, s.idx",
             )
             .map_err(|e| self.err(e))?;
@@ -879,6 +918,118 @@ impl RunStore {
                     rationale: r.get(8)?,
                     program: r.get(9)?,
                     passed: r.get(10)?,
+                    faithfulness: r.get(11)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Stores the faithfulness check of a sample's rationale (claims and verdicts).
+    pub fn put_faithfulness(
+        &self,
+        sample_id: i64,
+        report: &nxt_faithful::FaithfulnessReport,
+    ) -> Result<(), StoreError> {
+        use nxt_faithful::ClaimVerdict as V;
+        let json = serde_json::to_string(report)
+            .map_err(|e| self.corrupt(format!("faithfulness report: {e}")))?;
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO faithfulness(sample_id, verdict, supported, contradicted, unverifiable, report_json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    sample_id,
+                    report.verdict.as_str(),
+                    report.count(V::Supported) as i64,
+                    report.count(V::Contradicted) as i64,
+                    report.count(V::Unverifiable) as i64,
+                    json
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The stored faithfulness check of a sample, if any.
+    pub fn faithfulness_of(
+        &self,
+        sample_id: i64,
+    ) -> Result<Option<nxt_faithful::FaithfulnessReport>, StoreError> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT report_json FROM faithfulness WHERE sample_id = ?1",
+                params![sample_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        json.map(|j| {
+            serde_json::from_str(&j)
+                .map_err(|e| self.corrupt(format!("faithfulness of sample {sample_id}: {e}")))
+        })
+        .transpose()
+    }
+
+    /// Parsed samples of one prompt kind whose rationale has not been checked yet, in task
+    /// order.
+    pub fn faithfulness_pending(
+        &self,
+        kind: PromptKind,
+    ) -> Result<Vec<PendingRationale>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT p.task_id, s.id, pa.rationale FROM samples s
+                 JOIN prompts p ON p.id = s.prompt_id
+                 JOIN tasks t ON t.task_id = p.task_id
+                 JOIN parses pa ON pa.sample_id = s.id
+                 LEFT JOIN faithfulness f ON f.sample_id = s.id
+                 WHERE p.kind = ?1 AND f.sample_id IS NULL
+                 ORDER BY t.position, p.parent_sample, s.idx",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![kind.as_str()], |r| {
+                Ok(PendingRationale {
+                    task_id: r.get(0)?,
+                    sample_id: r.get(1)?,
+                    rationale: r.get(2)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Every sample of one prompt kind with its fix verdict and faithfulness verdict, in task
+    /// order.
+    pub fn faithfulness_outcomes(
+        &self,
+        kind: PromptKind,
+    ) -> Result<Vec<FaithfulnessOutcome>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT p.task_id, s.id, v.passed, f.verdict, COALESCE(f.supported, 0),
+                        COALESCE(f.contradicted, 0), COALESCE(f.unverifiable, 0)
+                 FROM samples s
+                 JOIN prompts p ON p.id = s.prompt_id
+                 JOIN tasks t ON t.task_id = p.task_id
+                 LEFT JOIN verdicts v ON v.sample_id = s.id
+                 LEFT JOIN faithfulness f ON f.sample_id = s.id
+                 WHERE p.kind = ?1
+                 ORDER BY t.position, p.parent_sample, s.idx",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![kind.as_str()], |r| {
+                Ok(FaithfulnessOutcome {
+                    task_id: r.get(0)?,
+                    sample_id: r.get(1)?,
+                    passed: r.get(2)?,
+                    verdict: r.get(3)?,
+                    claims: (r.get(4)?, r.get(5)?, r.get(6)?),
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -887,8 +1038,8 @@ impl RunStore {
 
     /// Copies everything of another store of the same configuration into this one (shards
     /// of one sampling stage joined before training): tasks, preparations, prompts, samples,
-    /// parses, verdicts and errors. Rows this store already has are kept; sample ids are
-    /// renumbered. Proxy prompts (which point at sample ids) are not merged.
+    /// parses, verdicts, faithfulness checks and errors. Rows this store already has are
+    /// kept; sample ids are renumbered. Proxy prompts (which point at sample ids) are not merged.
     pub fn import(&mut self, other: &Path) -> Result<ImportCounts, StoreError> {
         let src = RunStore::open(other)?;
         if let (Some(a), Some(b)) = (self.config()?, src.config()?) {
@@ -940,6 +1091,9 @@ impl RunStore {
                    FROM src.parses p JOIN sample_map m ON m.src_id = p.sample_id;
                  INSERT OR IGNORE INTO verdicts(sample_id, passed, detail)
                    SELECT m.dst_id, v.passed, v.detail FROM src.verdicts v JOIN sample_map m ON m.src_id = v.sample_id;
+                 INSERT OR IGNORE INTO faithfulness(sample_id, verdict, supported, contradicted, unverifiable, report_json)
+                   SELECT m.dst_id, f.verdict, f.supported, f.contradicted, f.unverifiable, f.report_json
+                   FROM src.faithfulness f JOIN sample_map m ON m.src_id = f.sample_id;
                  INSERT INTO errors(task_id, stage, message, at) SELECT task_id, stage, message, at FROM src.errors;
                  DROP TABLE sample_map;",
             )?;

@@ -305,6 +305,9 @@ pub enum KeepRule {
     /// Every sample whose fix passes the task's tests (NExT).
     #[default]
     Passing,
+    /// Passing samples whose rationale does not contradict the trace (`nxt-faithful`): a
+    /// rationale with a contradicted claim is dropped, one without checkable claims is kept.
+    PassingAndFaithful,
 }
 
 /// `[keep]`.
@@ -887,6 +890,23 @@ mod tests {
         assert_eq!(c.keep.max_per_task, 10);
         assert_eq!(c.run.iterations, 3);
         assert_eq!(c.data.dev, "mbpp-r:validation");
+    }
+
+    #[test]
+    fn keep_rule_passing_and_faithful() {
+        let c = SelftrainConfig::from_toml(MIN).unwrap();
+        assert_eq!(c.keep.keep, KeepRule::Passing);
+        let c =
+            SelftrainConfig::from_toml(&format!("{MIN}[keep]\nkeep = \"passing-and-faithful\"\n"))
+                .unwrap();
+        assert_eq!(c.keep.keep, KeepRule::PassingAndFaithful);
+        let e = SelftrainConfig::from_toml(&format!("{MIN}[keep]\nkeep = \"faithful\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("keep") && e.contains("passing-and-faithful"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,13 +1,14 @@
-//! The keep step: from one iteration's graded samples, the passing ones, deduplicated on
-//! normalised code + rationale, at most `max_per_task` per task; every sample gets a
-//! decision, and the funnel counts each filter.
+//! The keep step: from one iteration's graded samples, the passing ones (under `keep =
+//! "passing-and-faithful"` only those whose rationale does not contradict the trace),
+//! deduplicated on normalised code + rationale, at most `max_per_task` per task; every sample
+//! gets a decision, and the funnel counts each filter.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use nxt_core::store::SampleRecord;
 use serde::{Deserialize, Serialize};
 
-use crate::config::KeepSection;
+use crate::config::{KeepRule, KeepSection};
 use crate::ledger::Decision;
 
 /// A kept sample: one training example.
@@ -36,7 +37,15 @@ pub struct Funnel {
     pub samples: usize,
     /// Samples whose fix passed.
     pub passing_samples: usize,
-    /// Passing samples left after dedupe.
+    /// Passing samples whose rationale contradicts the trace (`nxt-faithful`), counted under
+    /// either rule.
+    #[serde(default)]
+    pub unfaithful: usize,
+    /// Passing samples left after the faithfulness filter (`keep = "passing-and-faithful"`
+    /// drops the unfaithful ones; under `"passing"` this equals `passing_samples`).
+    #[serde(default)]
+    pub after_faithful: usize,
+    /// Passing samples left after the faithfulness filter and dedupe.
     pub after_dedupe: usize,
     /// Left after the per-task cap: the training set.
     pub after_cap: usize,
@@ -98,6 +107,12 @@ pub fn select(
         } else {
             out.funnel.passing_samples += 1;
             with_pass.insert(&r.task_id);
+            let unfaithful = r.faithfulness.as_deref() == Some("unfaithful");
+            out.funnel.unfaithful += unfaithful as usize;
+            let drop = unfaithful && cfg.keep == KeepRule::PassingAndFaithful;
+            if !drop {
+                out.funnel.after_faithful += 1;
+            }
             let program = r.program.as_deref().unwrap_or_default();
             let code = normalised_code
                 .get(&r.sample_id)
@@ -108,7 +123,9 @@ pub fn select(
                 code,
                 normalise_rationale(r.rationale.as_deref().unwrap_or_default()),
             );
-            if cfg.dedupe && !seen.insert(key) {
+            if drop {
+                "unfaithful"
+            } else if cfg.dedupe && !seen.insert(key) {
                 "duplicate"
             } else {
                 out.funnel.after_dedupe += 1;
@@ -165,6 +182,7 @@ mod tests {
             rationale: Some(rationale.into()),
             program: (!program.is_empty()).then(|| program.into()),
             passed,
+            faithfulness: None,
         }
     }
 
@@ -208,6 +226,49 @@ mod tests {
         assert_eq!(s.funnel.training_tokens, 30);
         assert_eq!(s.kept_per_task.get("a"), Some(&2));
         assert!(!s.kept_per_task.contains_key("bb"));
+    }
+
+    #[test]
+    fn passing_and_faithful_drops_contradicting_rationales() {
+        let verdict = |mut r: SampleRecord, v: Option<&str>| {
+            r.faithfulness = v.map(str::to_string);
+            r
+        };
+        let records = vec![
+            verdict(rec("a", 0, Some(true), "x = 1", "r0"), Some("unfaithful")),
+            verdict(rec("a", 1, Some(true), "x = 2", "r1"), Some("faithful")),
+            verdict(rec("a", 2, Some(true), "x = 3", "r2"), Some("no_claim")),
+            verdict(rec("a", 3, Some(true), "x = 4", "r3"), None),
+            verdict(rec("a", 4, Some(false), "x = 5", "r4"), Some("unfaithful")),
+        ];
+        let tasks: BTreeSet<String> = ["a".to_string()].into();
+        let passing = select(&records, &tasks, &HashMap::new(), &KeepSection::default());
+        assert_eq!(passing.kept.len(), 4);
+        assert_eq!(
+            (passing.funnel.unfaithful, passing.funnel.after_faithful),
+            (1, 4)
+        );
+        let cfg = KeepSection {
+            keep: KeepRule::PassingAndFaithful,
+            max_per_task: 2,
+            ..KeepSection::default()
+        };
+        let s = select(&records, &tasks, &HashMap::new(), &cfg);
+        let d: Vec<&str> = s.decisions.iter().map(|d| d.decision.as_str()).collect();
+        // The unfaithful sample is dropped before the cap, so two later ones are kept; an
+        // unchecked rationale is kept; a failing fix stays `failed`.
+        assert_eq!(d, ["unfaithful", "kept", "kept", "over_cap", "failed"]);
+        let f = &s.funnel;
+        assert_eq!(
+            (
+                f.passing_samples,
+                f.unfaithful,
+                f.after_faithful,
+                f.after_dedupe,
+                f.after_cap
+            ),
+            (4, 1, 3, 3, 2)
+        );
     }
 
     #[test]
