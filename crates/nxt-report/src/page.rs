@@ -675,18 +675,19 @@ fn selftrain_sections(
     Ok(())
 }
 
-/// Sample groups for the length plots: (label, records).
+/// Sample groups for the length plots: (label, records); `include` picks the samples.
 fn length_groups<'a>(
     label: &str,
     store: &'a StoreData,
     kept: Option<&BTreeSet<(String, i64)>>,
+    include: &dyn Fn(&SampleRecord) -> bool,
 ) -> Vec<(String, Vec<&'a SampleRecord>)> {
     let is_kept =
         |k: &BTreeSet<(String, i64)>, r: &SampleRecord| k.contains(&(r.task_id.clone(), r.idx));
     let samples: Vec<&SampleRecord> = store
         .samples
         .iter()
-        .filter(|r| r.kind == "sample")
+        .filter(|r| r.kind == "sample" && include(r))
         .collect();
     match kept {
         Some(k) => vec![
@@ -724,12 +725,14 @@ fn lengths_section(page: &mut Page, run: &LoadedRun) -> Result<(), ReportError> 
     let mut body = String::new();
     // (group label, records), and the stores for the rates table.
     let mut groups: Vec<(String, Vec<&SampleRecord>)> = Vec::new();
-    let mut stores: Vec<(String, &StoreData)> = Vec::new();
+    // (name, store, the tasks of it that count: None = all).
+    type Tasks<'a> = Option<&'a BTreeSet<String>>;
+    let mut stores: Vec<(String, &StoreData, Tasks<'_>)> = Vec::new();
     match &run.run {
         Run::Eval(e) => {
             if let Some(st) = &e.store {
-                groups.extend(length_groups("", st, None));
-                stores.push((e.label.clone(), st));
+                groups.extend(length_groups("", st, None, &|_| true));
+                stores.push((e.label.clone(), st, None));
             }
         }
         Run::Selftrain(s) => {
@@ -741,8 +744,13 @@ fn lengths_section(page: &mut Page, run: &LoadedRun) -> Result<(), ReportError> 
                         &format!("iter {}", it.number),
                         st,
                         it.kept.as_ref(),
+                        &|r| it.in_keep_step(&r.task_id),
                     ));
-                    stores.push((format!("iter {} train-side sampling", it.number), st));
+                    stores.push((
+                        format!("iter {} train-side sampling", it.number),
+                        st,
+                        it.decided_tasks.as_ref(),
+                    ));
                 }
             }
             if !kept_known {
@@ -754,7 +762,7 @@ fn lengths_section(page: &mut Page, run: &LoadedRun) -> Result<(), ReportError> 
                     .filter_map(|i| i.dev.as_ref().map(|d| (d.label.clone(), d))),
             ) {
                 if let Some(st) = &e.store {
-                    stores.push((name, st));
+                    stores.push((name, st, None));
                 }
             }
         }
@@ -807,9 +815,12 @@ fn lengths_section(page: &mut Page, run: &LoadedRun) -> Result<(), ReportError> 
     if !stores.is_empty() {
         let rows: Vec<Vec<String>> = stores
             .iter()
-            .map(|(name, st)| {
-                let s: Vec<&SampleRecord> =
-                    st.samples.iter().filter(|r| r.kind == "sample").collect();
+            .map(|(name, st, tasks)| {
+                let s: Vec<&SampleRecord> = st
+                    .samples
+                    .iter()
+                    .filter(|r| r.kind == "sample" && tasks.is_none_or(|t| t.contains(&r.task_id)))
+                    .collect();
                 let n = s.len().max(1) as f64;
                 let trunc = s.iter().filter(|r| r.finish_reason == "length").count();
                 let unp = s.iter().filter(|r| r.parsed == Some(false)).count();

@@ -464,6 +464,57 @@ pub struct IterView {
     pub metrics: Vec<MetricLine>,
     /// The samples kept for training as `(task_id, sample index)` (None: not recorded).
     pub kept: Option<BTreeSet<(String, i64)>>,
+    /// The tasks the keep step decided on (the hard tasks sampled), from the loop's ledger;
+    /// None without a ledger. The sampling store may hold more (iteration 1 reuses the store
+    /// of the hard-task filter, which sampled every training task).
+    pub decided_tasks: Option<BTreeSet<String>>,
+}
+
+impl IterView {
+    /// Whether a train-side sample belongs to this iteration's keep step.
+    pub fn in_keep_step(&self, task_id: &str) -> bool {
+        self.decided_tasks
+            .as_ref()
+            .is_none_or(|t| t.contains(task_id))
+    }
+}
+
+/// The tasks of each iteration's keep decisions in the loop's ledger (`selftrain.sqlite`),
+/// read-only; None when there is no ledger or it cannot be read (noted).
+fn ledger_tasks(dir: &Path, notes: &mut Vec<String>) -> Option<BTreeMap<usize, BTreeSet<String>>> {
+    let path = dir.join("selftrain.sqlite");
+    if !path.is_file() {
+        notes.push(format!(
+            "no ledger ({}): kept vs dropped lengths are over every sample of a sampling store",
+            path.display()
+        ));
+        return None;
+    }
+    let read = || -> Result<BTreeMap<usize, BTreeSet<String>>, rusqlite::Error> {
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let mut st = conn.prepare("SELECT DISTINCT iteration, task_id FROM decisions")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+        for row in rows {
+            let (i, t) = row?;
+            out.entry(i.max(0) as usize).or_default().insert(t);
+        }
+        Ok(out)
+    };
+    match read() {
+        Ok(m) => Some(m),
+        Err(e) => {
+            notes.push(format!(
+                "the ledger {} could not be read: {e}",
+                path.display()
+            ));
+            None
+        }
+    }
 }
 
 /// A kept-sample id `task_id#sample_idx` as `(task_id, sample_idx)` (task ids may hold `#`:
@@ -663,6 +714,11 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
         notes.push("the base model's dev evaluation is missing".into());
     }
     let mut iterations = Vec::new();
+    let decided = if results.iterations.is_empty() {
+        None
+    } else {
+        ledger_tasks(dir, &mut notes)
+    };
     for (pos, it) in results.iterations.iter().enumerate() {
         let number = it.number(pos);
         let label = format!("iter {number}");
@@ -740,6 +796,7 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
             sample_store,
             metrics,
             kept,
+            decided_tasks: decided.as_ref().and_then(|d| d.get(&number).cloned()),
         });
     }
     if results.iterations.is_empty() {

@@ -364,6 +364,10 @@ pub struct SelftrainFixture {
     pub kept: Vec<Vec<(String, i64)>>,
     /// Per iteration: the kept samples' rationales, in the same order.
     pub kept_rationales: Vec<Vec<String>>,
+    /// The hard tasks (the ones the keep step decides on).
+    pub hard_tasks: BTreeSet<String>,
+    /// Per iteration: the samples of the hard tasks in its sampling store.
+    pub decided_samples: Vec<usize>,
 }
 
 fn finish(ledger: &mut Ledger, name: &str, v: serde_json::Value, records: &StageRecords<'_>) {
@@ -398,18 +402,32 @@ pub fn write_selftrain_run_with(
     let [base, it1, it2] = dev_plans();
     let train = train_plans(hostile);
 
-    // Hard tasks: the base model's pass@1 on the training tasks.
-    let hard_plan = EvalPlan::new("mbpp-r-train", 6, &[0, 1, 0, 0, 2, 0, 6, 5, 4, 6]);
+    // Hard tasks: the base model's pass@1 on every training task (iteration 1's tasks and
+    // four easy ones); iteration 1 reuses these samples, as the loop does by default.
+    let mut hard_plan = train[0].clone();
+    for (i, p) in [6, 5, 4, 6].into_iter().enumerate() {
+        hard_plan.tasks.push(TaskPlan {
+            id: format!("mbpp-r-train/{}", 6 + i),
+            pass: p,
+            greedy: Some(true),
+            proxy_pass: None,
+        });
+    }
     let hr = write_eval_run(&dir.join("hard"), &hard_plan);
-    let rows: Vec<(String, usize, usize, bool)> = hard_plan
-        .tasks
+    let rows: Vec<(String, usize, usize, bool)> = hr
+        .per_task
         .iter()
-        .map(|t| (t.id.clone(), 6, t.pass, (t.pass as f64 / 6.0) < 0.5))
+        .map(|t| {
+            let hard = (t.correct as f64 / t.n as f64) < 0.5;
+            (t.task_id.clone(), t.n, t.correct, hard)
+        })
         .collect();
+    let hard: BTreeSet<String> = rows.iter().filter(|r| r.3).map(|r| r.0.clone()).collect();
+    fx.hard_tasks = hard.clone();
     finish(
         &mut ledger,
         "hard",
-        json!({"tasks": rows.len(), "hard": rows.iter().filter(|r| r.3).count(), "threshold": 0.5,
+        json!({"tasks": rows.len(), "hard": hard.len(), "threshold": 0.5,
                "samples_per_task": 6, "pass@1": hr.sampled.pass_at_k.get(&1), "run_dir": "hard"}),
         &StageRecords {
             hard: &rows,
@@ -425,24 +443,38 @@ pub fn write_selftrain_run_with(
     );
     for (i, (tp, dp)) in train.iter().zip([&it1, &it2]).enumerate() {
         let i = i + 1;
-        let sdir = format!("iter-{i}/sample");
-        let sr = write_eval_run(&dir.join(&sdir), tp);
+        let (sdir, sr) = if i == 1 {
+            ("hard".to_string(), hr.clone())
+        } else {
+            let d = format!("iter-{i}/sample");
+            let r = write_eval_run(&dir.join(&d), tp);
+            (d, r)
+        };
+        // Train-side pass@1 over the hard tasks.
+        let on_hard: Vec<f64> = sr
+            .per_task
+            .iter()
+            .filter(|t| hard.contains(&t.task_id))
+            .map(|t| t.correct as f64 / t.n as f64)
+            .collect();
+        let p1 = on_hard.iter().sum::<f64>() / on_hard.len() as f64;
         finish(
             &mut ledger,
             &format!("iter-{i}/sample"),
-            json!({"run_dir": sdir, "pass@1": sr.sampled.pass_at_k.get(&1),
+            json!({"run_dir": sdir, "pass@1": p1,
                    "sampled_from": if i == 1 { "base".to_string() } else { format!("iter-{}", i - 1) }}),
             &StageRecords::default(),
         );
         // The keep step over the stored samples, as the loop runs it.
         let store = RunStore::open(&dir.join(&sdir).join("run.sqlite")).expect("store");
         let records = store.sample_records(PromptKind::Sample).expect("records");
-        let ids: BTreeSet<String> = records.iter().map(|r| r.task_id.clone()).collect();
+        fx.decided_samples
+            .push(records.iter().filter(|r| hard.contains(&r.task_id)).count());
         let normalised: HashMap<i64, String> = records
             .iter()
             .filter_map(|r| Some((r.sample_id, r.program.clone()?)))
             .collect();
-        let sel = select(&records, &ids, &normalised, &cfg.keep);
+        let sel = select(&records, &hard, &normalised, &cfg.keep);
         let mut lines = String::new();
         for k in &sel.kept {
             lines.push_str(
@@ -453,6 +485,7 @@ pub fn write_selftrain_run_with(
             lines.push('\n');
         }
         let set = format!("iter-{i}/train.jsonl");
+        std::fs::create_dir_all(dir.join(format!("iter-{i}"))).expect("iteration dir");
         std::fs::write(dir.join(&set), &lines).expect("train.jsonl");
         let sha = nxt_data::registry::sha256_bytes(lines.as_bytes());
         fx.kept.push(
