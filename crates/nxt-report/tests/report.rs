@@ -512,3 +512,42 @@ fn bad_input_is_a_clear_error_naming_the_file() {
     let e = render_report(&good, std::slice::from_ref(&bad)).expect_err("bad compared run");
     assert!(e.to_string().contains("bad-json"), "{e}");
 }
+
+#[test]
+fn tensorboard_events_of_a_selftrain_run_read_back() {
+    use nxt_report::tensorboard::{read_events, write_tensorboard};
+    let d = tempdir();
+    let st = at(d.path(), "st");
+    write_selftrain_run(&st, false);
+    let run = load_run(&st).expect("load");
+    let tb = d.path().join("tb");
+    let (files, count) = write_tensorboard(&run, &tb).expect("tensorboard");
+    // One file of evaluation scalars, one per iteration of training curves.
+    assert_eq!(files.len(), 3, "{files:?}");
+    let mut read = 0;
+    let mut tags = std::collections::BTreeMap::new();
+    for f in &files {
+        for e in read_events(f).expect("events") {
+            for (tag, v) in e.scalars {
+                read += 1;
+                tags.insert((tag, e.step), v);
+            }
+        }
+    }
+    assert_eq!(read, count);
+    // Dev pass@1 of the base (step 0) and of iteration 2, as in the headline.
+    let h = headline(&run, &[]);
+    let row = h
+        .rows
+        .iter()
+        .find(|r| r.metric == Metric::PassAt(1))
+        .expect("row");
+    let base = row.cells[0].expect("base").value;
+    let it2 = row.cells[1].expect("iter 2").value;
+    // (TensorBoard scalars are f32.)
+    assert_eq!(tags[&("dev/pass@1".to_string(), 0)], base as f32);
+    assert_eq!(tags[&("dev/pass@1".to_string(), 2)], it2 as f32);
+    // 12 optimizer steps per iteration, the trainer's loss at step 12.
+    let loss = 2.0 / (1.0 + 12.0 * 0.3);
+    assert!((tags[&("train/loss".to_string(), 12)] - loss as f32).abs() < 1e-6);
+}
