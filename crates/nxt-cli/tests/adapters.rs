@@ -534,3 +534,112 @@ fn serve_hosts_lora_modules_by_name_with_their_parent() {
     assert!(stderr(&o).contains("given twice"), "{}", stderr(&o));
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn an_adapter_trained_by_nxt_train_reproduces_its_completions_through_generate_and_serve() {
+    let d = tmp("memorise");
+    let model = d.join("model");
+    write_tiny_model(&model, &spec(64, 7)).unwrap();
+    let pairs = [
+        ("def add(a, b):\n", "    return a + b\n"),
+        ("def is_even(n):\n", "    return n % 2 == 0\n"),
+        ("Q: 1 + 2 =", " 3"),
+        ("The bug is in", " the loop."),
+    ];
+    let (mut data, mut prompts) = (String::new(), String::new());
+    for (i, (p, c)) in pairs.iter().enumerate() {
+        data.push_str(&serde_json::json!({"id": i, "prompt": p, "completion": c}).to_string());
+        data.push('\n');
+        prompts.push_str(&serde_json::json!({"id": format!("p{i}"), "prompt": p}).to_string());
+        prompts.push('\n');
+    }
+    let data_path = d.join("train.jsonl");
+    std::fs::write(&data_path, data).unwrap();
+    let adapter = d.join("sft");
+    let o = nxt(&[
+        "train",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data_path),
+        "--out",
+        s(&adapter),
+        "--lora-r",
+        "8",
+        "--lora-alpha",
+        "16",
+        "--lr",
+        "5e-3",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "150",
+    ]);
+    assert!(o.status.success(), "train: {}", stderr(&o));
+    let prompts_path = d.join("prompts.jsonl");
+    std::fs::write(&prompts_path, prompts).unwrap();
+    let texts = |extra: &[&str], tag: &str| -> Vec<String> {
+        let out = d.join(format!("{tag}.jsonl"));
+        let mut args = vec![
+            "generate",
+            "--model",
+            s(&model),
+            "--prompts",
+            s(&prompts_path),
+            "--out",
+            s(&out),
+            "--max-tokens",
+            "24",
+        ];
+        args.extend_from_slice(extra);
+        let o = nxt(&args);
+        assert!(o.status.success(), "generate {tag}: {}", stderr(&o));
+        let mut rows: Vec<(String, String)> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                (
+                    v["id"].as_str().unwrap().to_string(),
+                    v["completions"][0]["text"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows.into_iter().map(|(_, t)| t).collect()
+    };
+    let want: Vec<String> = pairs.iter().map(|(_, c)| c.to_string()).collect();
+    assert_eq!(texts(&["--adapter", s(&adapter)], "trained"), want);
+    assert_ne!(
+        texts(&[], "base"),
+        want,
+        "the base model already knew the data"
+    );
+
+    // The same adapter served by name.
+    let server = serve(&[
+        "--model",
+        s(&model),
+        "--lora-modules",
+        &format!("sft={}", s(&adapter)),
+    ]);
+    for (p, c) in &pairs {
+        let opts = nxt_llm::OpenOptions {
+            served_model: Some("sft".into()),
+            ..Default::default()
+        };
+        let g = nxt_llm::open_generator(&server.1, &opts).unwrap();
+        let r = GenerationRequest {
+            prompt: Prompt::Text(p.to_string()),
+            n: 1,
+            params: SamplingParams {
+                temperature: 0.0,
+                max_tokens: 24,
+                ..Default::default()
+            },
+        };
+        assert_eq!(g.generate(&r).unwrap()[0].text, *c, "prompt {p:?}");
+    }
+    drop(server);
+    std::fs::remove_dir_all(&d).unwrap();
+}
