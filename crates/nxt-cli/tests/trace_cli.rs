@@ -201,7 +201,16 @@ fn data_dir_default_is_the_same_as_every_other_command() {
     };
     let data = help(&["data", "list", "--help"]);
     assert!(data.contains("XDG_DATA_HOME"), "{data}");
-    assert_eq!(help(&["trace", "--help"]), data);
+    for cmd in [
+        &["trace"][..],
+        &["eval"],
+        &["repair"],
+        &["grade"],
+        &["data", "check"],
+        &["data", "sample-candidates"],
+    ] {
+        assert_eq!(help(&[cmd, &["--help"]].concat()), data, "{cmd:?}");
+    }
 }
 
 #[test]

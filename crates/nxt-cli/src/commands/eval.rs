@@ -183,8 +183,9 @@ pub struct Args {
     /// Base seed of sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Data directory (default: $NXT_DATA_DIR, else ~/.local/share/nxt/data).
-    #[arg(long)]
+    /// Data directory (default: $NXT_DATA_DIR, else $XDG_DATA_HOME/nxt/data or
+    /// ~/.local/share/nxt/data).
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Download the benchmark's datasets first if they are missing (needs network access).
     #[arg(long)]

@@ -35,8 +35,9 @@ pub struct Args {
     /// Also print the whole prompt.
     #[arg(long)]
     pub show_prompt: bool,
-    /// Data directory (for --task).
-    #[arg(long)]
+    /// Data directory (default: $NXT_DATA_DIR, else $XDG_DATA_HOME/nxt/data or
+    /// ~/.local/share/nxt/data).
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Download the benchmark's data first if missing.
     #[arg(long)]

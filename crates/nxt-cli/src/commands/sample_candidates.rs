@@ -51,8 +51,9 @@ pub struct Args {
     /// Base seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Data directory.
-    #[arg(long)]
+    /// Data directory (default: $NXT_DATA_DIR, else $XDG_DATA_HOME/nxt/data or
+    /// ~/.local/share/nxt/data).
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Download MBPP first if missing.
     #[arg(long)]
