@@ -44,7 +44,9 @@ pub enum CorpusError {
         message: String,
     },
     /// A task id of no known form.
-    #[error("unknown task `{0}` (expected mbpp/<id>, humaneval/<n>, humanevalfix/<n> or hefix/<n>)")]
+    #[error(
+        "unknown task `{0}` (expected mbpp/<id>, humaneval/<n>, humanevalfix/<n> or hefix/<n>)"
+    )]
     UnknownTask(String),
     /// A well-formed task id that the dataset does not have.
     #[error("no task `{id}` in {path} ({available})")]
