@@ -1051,7 +1051,14 @@ fn settings_section(page: &mut Page, run: &LoadedRun) {
                 vec!["chosen iteration".into(), opt(s.best())],
             ];
             for (k, v) in &p.other {
-                rows.push(vec![esc(k), esc(&v.to_string())]);
+                let cell = match v {
+                    serde_json::Value::Object(_) | serde_json::Value::Array(_) => {
+                        pre(&serde_json::to_string_pretty(v).unwrap_or_default(), "json")
+                    }
+                    serde_json::Value::String(t) => esc(t),
+                    other => esc(&other.to_string()),
+                };
+                rows.push(vec![esc(k), cell]);
             }
             for it in &s.iterations {
                 if let Some(t) = &it.it.train {

@@ -721,6 +721,7 @@ pub fn box_chart(c: &BoxChart) -> Result<String, ReportError> {
             .x_desc(c.value_label.as_str())
             .label_style((FONT, 16))
             .axis_desc_style((FONT, 17))
+            .max_light_lines(1)
             .light_line_style(RGBColor(0xf0, 0xf0, 0xf0))
             .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
             .draw()
