@@ -11,7 +11,9 @@ fine-tuning, at 128/256/512 tokens per example. Figures go to docs/BENCHMARKS.md
 Each (trainer, mode, length) runs in a child process of its own, so its peak RSS (ru_maxrss of
 that child, from wait4) is its alone. Trained tokens/s = sequence tokens (prompt + completion)
 per second of optimiser step, the mean over the steps after the first (the first pays for lazy
-allocation). Both trainers do the same work per step: forward, completion-only loss,
+allocation). The child's CPU seconds (user + system, model loading included) are recorded too:
+on a machine shared with other work they say more than wall-clock rates. Both trainers do the
+same work per step: forward, completion-only loss,
 backward, AdamW update (lr 1e-4); neither uses gradient checkpointing. nxt's examples are text
 cut to exactly --max-length tokens by its own tokenizer (prompt 16 tokens); PEFT gets random
 token ids of the same length with the first 16 positions masked.
@@ -65,7 +67,7 @@ print(json.dumps({"step_s": times, "trainable": sum(p.numel() for p in params)})
 
 
 def run_measured(cmd, env=None, cwd=None):
-    """Runs cmd; returns (stdout, peak RSS in bytes of that process tree's largest member, wall)."""
+    """Runs cmd; returns (stdout, peak RSS in bytes, wall seconds, CPU seconds (user + system))."""
     t0 = time.time()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, cwd=cwd, text=True)
     out = p.stdout.read()
@@ -73,7 +75,7 @@ def run_measured(cmd, env=None, cwd=None):
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed with status {p.returncode}")
-    return out, ru.ru_maxrss * 1024, time.time() - t0
+    return out, ru.ru_maxrss * 1024, time.time() - t0, ru.ru_utime + ru.ru_stime
 
 
 def words(n, rng):
@@ -97,7 +99,7 @@ def nxt_run(nxt, model, mode, length, steps, work):
         cmd.append("--full")
     else:
         cmd += ["--lora-r", "16", "--lora-alpha", "32"]
-    _, rss, wall = run_measured(cmd)
+    _, rss, wall, cpu = run_measured(cmd)
     steps_s = []
     toks = []
     with open(os.path.join(out, "metrics.jsonl")) as f:
@@ -106,13 +108,13 @@ def nxt_run(nxt, model, mode, length, steps, work):
             toks.append(m["tokens"])
             steps_s.append(m["tokens"] / m["tokens_per_s"])
     shutil.rmtree(out, ignore_errors=True)
-    return {"step_s": steps_s, "tokens": toks, "peak_rss": rss, "wall_s": wall}
+    return {"step_s": steps_s, "tokens": toks, "peak_rss": rss, "wall_s": wall, "cpu_s": cpu}
 
 
 def peft_run(python, model, mode, length, steps, threads):
-    out, rss, wall = run_measured([python, "-c", PEFT_CHILD, mode, str(length), str(steps), model, str(threads)])
+    out, rss, wall, cpu = run_measured([python, "-c", PEFT_CHILD, mode, str(length), str(steps), model, str(threads)])
     r = json.loads(out.strip().splitlines()[-1])
-    return {"step_s": r["step_s"], "tokens": [length] * steps, "peak_rss": rss, "wall_s": wall}
+    return {"step_s": r["step_s"], "tokens": [length] * steps, "peak_rss": rss, "wall_s": wall, "cpu_s": cpu}
 
 
 def summarise(r):
@@ -120,7 +122,7 @@ def summarise(r):
     secs = sum(s for s, _ in steps)
     toks = sum(t for _, t in steps)
     return {"tokens_per_s": toks / secs, "s_per_step": secs / len(steps), "peak_rss_gb": r["peak_rss"] / 1e9,
-            "tokens_per_example": r["tokens"][0]}
+            "tokens_per_example": r["tokens"][0], "cpu_s_whole_run": r["cpu_s"], "wall_s_whole_run": r["wall_s"]}
 
 
 def main():
