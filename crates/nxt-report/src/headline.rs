@@ -51,12 +51,17 @@ struct Group<'a> {
 pub fn headline(run: &LoadedRun, compare: &[LoadedRun]) -> Headline {
     let mut notes = Vec::new();
     let mut gs: Vec<Group<'_>> = Vec::new();
+    let dirs: Vec<&std::path::Path> = std::iter::once(run)
+        .chain(compare)
+        .map(|r| r.dir.as_path())
+        .collect();
+    let names = crate::run::run_names(&dirs);
     match &run.run {
         Run::Eval(e) => {
-            let mut members = vec![(e.label.clone(), e.as_ref())];
-            for c in compare {
+            let mut members = vec![(names[0].clone(), e.as_ref())];
+            for (c, name) in compare.iter().zip(&names[1..]) {
                 match c.primary() {
-                    Some(p) => members.push((p.label_for_compare(c), p)),
+                    Some(p) => members.push((p.label_for_compare(c, name), p)),
                     None => notes.push(format!(
                         "{}: no evaluation to compare with",
                         c.dir.display()
@@ -66,7 +71,7 @@ pub fn headline(run: &LoadedRun, compare: &[LoadedRun]) -> Headline {
             if members.len() > 1 {
                 notes.push(format!(
                     "Δ columns: difference to {} (the first run), paired bootstrap over the tasks both ran.",
-                    e.label
+                    names[0]
                 ));
             }
             gs.push(Group {
@@ -120,11 +125,11 @@ pub fn headline(run: &LoadedRun, compare: &[LoadedRun]) -> Headline {
                     }
                 }
             }
-            for c in compare {
+            for (c, name) in compare.iter().zip(&names[1..]) {
                 if let Some(p) = c.primary() {
                     gs.push(Group {
                         name: format!("compared: {}", p.describe()),
-                        members: vec![(p.label_for_compare(c), p)],
+                        members: vec![(p.label_for_compare(c, name), p)],
                     });
                 }
             }
@@ -189,14 +194,16 @@ pub fn headline(run: &LoadedRun, compare: &[LoadedRun]) -> Headline {
 }
 
 impl EvalView {
-    /// The label of a compared run's evaluation: the run directory's name and its own label.
-    pub fn label_for_compare(&self, run: &LoadedRun) -> String {
-        let dir = run
+    /// The label of a compared run's evaluation: the run's name (see
+    /// [`crate::run::run_names`]) and, for a self-training run, which evaluation stands for it.
+    pub fn label_for_compare(&self, run: &LoadedRun, name: &str) -> String {
+        let dir = name.to_string();
+        let own = run
             .dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if dir == self.label {
+        if matches!(run.run, Run::Eval(_)) || own == self.label {
             dir
         } else {
             format!("{dir}: {}", self.label)

@@ -917,17 +917,15 @@ fn compare_section(
 ) -> Result<(), ReportError> {
     let mut body = String::new();
     let main = run.primary();
+    let dirs: Vec<&std::path::Path> = std::iter::once(run)
+        .chain(compare)
+        .map(|r| r.dir.as_path())
+        .collect();
+    let names = crate::run::run_names(&dirs);
     let mut entries: Vec<(String, &LoadedRun, Option<&EvalView>)> =
         vec![("this run".into(), run, main)];
-    for c in compare {
-        entries.push((
-            c.dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            c,
-            c.primary(),
-        ));
+    for (c, name) in compare.iter().zip(&names[1..]) {
+        entries.push((name.clone(), c, c.primary()));
     }
     let rows: Vec<Vec<String>> = entries
         .iter()

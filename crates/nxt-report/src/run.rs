@@ -674,6 +674,40 @@ fn read_metrics(path: &Path, notes: &mut Vec<String>, label: &str) -> Vec<Metric
     out
 }
 
+/// Short names for runs shown side by side: each directory's name, or as many of its last
+/// path components as it takes to tell the runs apart (`base/dev` and `iter-1/dev`).
+pub fn run_names(dirs: &[&Path]) -> Vec<String> {
+    let tail = |d: &Path, n: usize| -> String {
+        let comps: Vec<String> = d
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .filter(|c| c != "/")
+            .collect();
+        let start = comps.len().saturating_sub(n);
+        comps[start..].join("/")
+    };
+    let max = dirs
+        .iter()
+        .map(|d| d.components().count())
+        .max()
+        .unwrap_or(1);
+    let mut depth = vec![1usize; dirs.len()];
+    loop {
+        let names: Vec<String> = dirs.iter().zip(&depth).map(|(d, n)| tail(d, *n)).collect();
+        let mut changed = false;
+        for i in 0..dirs.len() {
+            let clash = (0..dirs.len()).any(|j| j != i && names[j] == names[i]);
+            if clash && depth[i] < max {
+                depth[i] += 1;
+                changed = true;
+            }
+        }
+        if !changed {
+            return names;
+        }
+    }
+}
+
 /// Load a run directory of either kind.
 pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
     if !dir.is_dir() {
@@ -846,4 +880,26 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
             notes,
         })),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_names_are_short_and_distinct() {
+        let p = |s: &str| PathBuf::from(s);
+        let (a, b, c) = (p("/r/base/dev"), p("/r/iter-1/dev"), p("/r/other"));
+        assert_eq!(
+            run_names(&[&a, &b, &c]),
+            ["base/dev", "iter-1/dev", "other"]
+        );
+        assert_eq!(run_names(&[&a, &c]), ["dev", "other"]);
+        let (x, y) = (p("/a/s/dev"), p("/b/s/dev"));
+        assert_eq!(run_names(&[&x, &y]), ["a/s/dev", "b/s/dev"]);
+        assert_eq!(run_names(&[&a, &a]), ["r/base/dev", "r/base/dev"]);
+        assert_eq!(parse_sample_id("t/1#x#3"), Some(("t/1#x".into(), 3)));
+        assert_eq!(parse_sample_id("t/1"), None);
+        assert_eq!(parse_sample_id("#3"), None);
+    }
 }

@@ -359,6 +359,20 @@ fn compare_shows_runs_side_by_side_with_paired_deltas() {
     );
     // And the summary names both.
     assert!(s.summary.contains("no-trace"));
+    // Runs in directories of the same name are told apart by their parents.
+    let (x, y) = (d.path().join("x/dev"), d.path().join("y/dev"));
+    write_eval_run(&x, &a);
+    write_eval_run(&y, &b);
+    let h = headline(&load_run(&x).expect("load"), &[load_run(&y).expect("load")]);
+    assert_eq!(
+        h.columns
+            .iter()
+            .map(|c| c.label.as_str())
+            .collect::<Vec<_>>(),
+        ["x/dev", "y/dev", "Δ y/dev"]
+    );
+    let (html, _) = render(&x, &[&y]);
+    assert!(html.contains("<td>y/dev</td>"));
     // A self-training run compared with an eval run.
     let (html, _) = render(&st, &[&trace]);
     assert!(html.contains("<section id=\"compare\">"));
