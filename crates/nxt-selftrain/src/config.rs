@@ -482,6 +482,11 @@ pub struct EvalSection {
     /// Test sets also without the trace in the prompt.
     #[serde(default = "yes")]
     pub without_trace: bool,
+    /// Dev (the base's and every iteration's) also without the trace in the prompt, as
+    /// stages `base/dev-no-trace` and `iter-i/dev-no-trace`; the best iteration is still
+    /// chosen on dev with the trace.
+    #[serde(default)]
+    pub dev_without_trace: bool,
 }
 
 fn default_eval_temperature() -> f32 {
@@ -504,6 +509,7 @@ impl Default for EvalSection {
             greedy: true,
             select_by: default_select_by(),
             without_trace: true,
+            dev_without_trace: false,
         }
     }
 }
@@ -765,6 +771,7 @@ impl SelftrainConfig {
                 e.remove("ks");
                 e.remove("test_samples");
                 e.remove("without_trace");
+                e.remove("dev_without_trace");
             }
         }
         v

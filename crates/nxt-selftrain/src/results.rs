@@ -180,6 +180,10 @@ pub fn build_results(
         base_m.insert("dev".into(), v);
         wall.insert("base_dev".into(), json!(w));
     }
+    if let Some((v, w)) = stage(ledger, "base/dev-no-trace")? {
+        base_m.insert("dev_no_trace".into(), v);
+        wall.insert("base_dev_no_trace".into(), json!(w));
+    }
     out.insert("base".into(), Value::Object(base_m));
     let mut iters = Vec::new();
     for i in 1.. {
@@ -218,6 +222,10 @@ pub fn build_results(
         if let Some((v, s)) = dev {
             it.insert("dev".into(), v);
             w.insert("dev".into(), json!(s));
+        }
+        if let Some((v, s)) = stage(ledger, &format!("iter-{i}/dev-no-trace"))? {
+            it.insert("dev_no_trace".into(), v);
+            w.insert("dev_no_trace".into(), json!(s));
         }
         it.insert("wall_s".into(), Value::Object(w));
         iters.push(Value::Object(it));
@@ -280,24 +288,48 @@ fn pct(v: &Value) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// The per-iteration table: dev pass@1 / greedy, train-side pass@1, kept, loss.
+/// The per-iteration table: dev pass@1 / greedy (and dev pass@1 without the trace, when the
+/// run evaluated it), train-side pass@1, kept, loss.
 pub fn summary_table(v: &Value) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<10} {:>12} {:>12} {:>12} {:>7} {:>10}",
-        "model", "dev pass@1", "dev greedy", "train pass@1", "kept", "train loss"
+    let no_trace = v["base"]["dev_no_trace"].is_object();
+    let row = |s: &mut String, cells: [String; 7]| {
+        let [model, p1, greedy, nt, train, kept, loss] = cells;
+        let nt = if no_trace {
+            format!(" {nt:>12}")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "{model:<10} {p1:>12} {greedy:>12}{nt} {train:>12} {kept:>7} {loss:>10}"
+        );
+    };
+    row(
+        &mut s,
+        [
+            "model",
+            "dev pass@1",
+            "dev greedy",
+            "no-trace p@1",
+            "train pass@1",
+            "kept",
+            "train loss",
+        ]
+        .map(String::from),
     );
-    let base = &v["base"]["dev"];
-    let _ = writeln!(
-        s,
-        "{:<10} {:>12} {:>12} {:>12} {:>7} {:>10}",
-        "base",
-        pct(&base["pass@1"]),
-        pct(&base["greedy"]),
-        pct(&v["hard"]["pass@1"]),
-        "-",
-        "-"
+    let base = &v["base"];
+    row(
+        &mut s,
+        [
+            "base".into(),
+            pct(&base["dev"]["pass@1"]),
+            pct(&base["dev"]["greedy"]),
+            pct(&base["dev_no_trace"]["pass@1"]),
+            pct(&v["hard"]["pass@1"]),
+            "-".into(),
+            "-".into(),
+        ],
     );
     let best = v["best_iteration"].as_u64();
     for it in v["iterations"].as_array().into_iter().flatten() {
@@ -307,21 +339,23 @@ pub fn summary_table(v: &Value) -> String {
         } else {
             format!("iter {i}")
         };
-        let _ = writeln!(
-            s,
-            "{:<10} {:>12} {:>12} {:>12} {:>7} {:>10}",
-            label,
-            pct(&it["dev"]["pass@1"]),
-            pct(&it["dev"]["greedy"]),
-            pct(&it["train_side"]["pass@1"]),
-            it["kept"]
-                .as_u64()
-                .map(|k| k.to_string())
-                .unwrap_or("-".into()),
-            it["train_loss"]
-                .as_f64()
-                .map(|l| format!("{l:.4}"))
-                .unwrap_or("-".into())
+        row(
+            &mut s,
+            [
+                label,
+                pct(&it["dev"]["pass@1"]),
+                pct(&it["dev"]["greedy"]),
+                pct(&it["dev_no_trace"]["pass@1"]),
+                pct(&it["train_side"]["pass@1"]),
+                it["kept"]
+                    .as_u64()
+                    .map(|k| k.to_string())
+                    .unwrap_or("-".into()),
+                it["train_loss"]
+                    .as_f64()
+                    .map(|l| format!("{l:.4}"))
+                    .unwrap_or("-".into()),
+            ],
         );
     }
     if let Some(t) = v["test"].as_object() {

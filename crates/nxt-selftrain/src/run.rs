@@ -94,6 +94,9 @@ pub enum Event {
     },
     /// A remark (skipped stage, early stop).
     Note(String),
+    /// `results.json` and `report.md` were rewritten (at each iteration's end and at the end
+    /// of the run): a caller drawing its own report from them can redraw it now.
+    ResultsWritten,
 }
 
 /// How a call to [`run`] ended.
@@ -279,6 +282,10 @@ impl Loop<'_> {
             .collect();
         if self.opts.shard.is_none() {
             self.eval_stage("base/dev", &models, &ModelSpec::Base, &dev, true, false)?;
+            if self.cfg.eval.dev_without_trace {
+                let stage = "base/dev-no-trace";
+                self.eval_stage(stage, &models, &ModelSpec::Base, &dev, false, false)?;
+            }
         }
 
         // 2. Iterations.
@@ -321,9 +328,14 @@ impl Loop<'_> {
             self.train_stage(i, &models)?;
             let spec = self.model_of(i)?;
             self.eval_stage(&format!("iter-{i}/dev"), &models, &spec, &dev, true, false)?;
+            if self.cfg.eval.dev_without_trace {
+                let stage = format!("iter-{i}/dev-no-trace");
+                self.eval_stage(&stage, &models, &spec, &dev, false, false)?;
+            }
             iterations_run = i;
             let score = self.dev_score(&format!("iter-{i}/dev"))?;
             write_results(&self.run_dir, &self.ledger, self.cfg, "running")?;
+            self.emit(Event::ResultsWritten);
             if score > best.1 {
                 best = (i, score);
                 falls = 0;
@@ -379,6 +391,7 @@ impl Loop<'_> {
             &format!("{:.1}", self.started.elapsed().as_secs_f64()),
         )?;
         let results = write_results(&self.run_dir, &self.ledger, self.cfg, status)?;
+        self.emit(Event::ResultsWritten);
         Ok(RunEnd::Finished(results))
     }
 

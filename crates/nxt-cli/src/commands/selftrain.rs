@@ -56,19 +56,22 @@ fn default_run_dir(config: &Path) -> PathBuf {
     PathBuf::from("runs").join(format!("selftrain-{stem}"))
 }
 
-/// Prints the loop's events: a progress bar per stage on a terminal, plain lines otherwise.
+/// Prints the loop's events: a progress bar per stage on a terminal, plain lines otherwise;
+/// redraws `report.html` whenever the loop rewrites its results.
 struct Reporter {
     tty: bool,
     bar: Option<ProgressBar>,
     last_plain: std::time::Instant,
+    run_dir: PathBuf,
 }
 
 impl Reporter {
-    fn new() -> Self {
+    fn new(run_dir: &Path) -> Self {
         Self {
             tty: std::io::stderr().is_terminal(),
             bar: None,
             last_plain: std::time::Instant::now(),
+            run_dir: run_dir.to_path_buf(),
         }
     }
 
@@ -115,6 +118,14 @@ impl Reporter {
                 self.finish_bar();
                 eprintln!("   note: {n}");
             }
+            Event::ResultsWritten => {
+                // The HTML page is derived from the store; a failure to draw it loses nothing.
+                let out = self.run_dir.join("report.html");
+                if let Err(e) = nxt_report::write_report(&self.run_dir, &[], &out) {
+                    self.finish_bar();
+                    eprintln!("   warning: report.html not redrawn: {e}");
+                }
+            }
         }
     }
 }
@@ -153,7 +164,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         shard: args.shard,
         stop_before_sampling: args.stop_before_sampling,
     };
-    let mut rep = Reporter::new();
+    let mut rep = Reporter::new(&run_dir);
     let end = nxt_selftrain::run(&cfg, &run_dir, &pool, &opts, &mut |e| rep.event(e));
     rep.finish_bar();
     match end? {
@@ -167,10 +178,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         RunEnd::Paused(why) => eprintln!("paused: {why}"),
     }
-    // The HTML page is derived from the store; a failure to draw it loses nothing.
-    match nxt_report::write_report(&run_dir, &[], &run_dir.join("report.html")) {
-        Ok(s) => eprintln!("report: {}", s.out.display()),
-        Err(e) => eprintln!("warning: no HTML report: {e}"),
+    let page = run_dir.join("report.html");
+    if page.exists() {
+        eprintln!("report: {}", page.display());
     }
     Ok(())
 }
