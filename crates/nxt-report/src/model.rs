@@ -200,6 +200,9 @@ pub struct Iteration {
     pub train_loss: Option<f64>,
     /// Dev evaluation.
     pub dev: Option<EvalSummary>,
+    /// Dev evaluation without the trace in the prompt (`[eval] dev_without_trace`; stage
+    /// `iter-N/dev-no-trace`).
+    pub dev_no_trace: Option<EvalSummary>,
     /// Wall time per stage, seconds.
     pub wall_s: BTreeMap<String, f64>,
 }
@@ -237,6 +240,9 @@ pub struct TestEvals {
 pub struct BaseEvals {
     /// On the dev split.
     pub dev: Option<EvalSummary>,
+    /// On the dev split without the trace in the prompt (`[eval] dev_without_trace`; stage
+    /// `base/dev-no-trace`).
+    pub dev_no_trace: Option<EvalSummary>,
 }
 
 /// A self-training run's `results.json`.

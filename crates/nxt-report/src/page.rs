@@ -247,6 +247,13 @@ fn sampled_from_x(it: &IterView, pos: usize) -> f64 {
     }
 }
 
+/// Legend of the dev-without-trace series in the fix-rate-per-iteration plot.
+pub const DEV_NO_TRACE_SERIES: &str = "dev pass@1 without trace (sampled)";
+/// Header of the iterations table's dev-without-trace pass@1 column.
+pub const DEV_NO_TRACE_COLUMN: &str = "dev pass@1, no trace (%)";
+/// Header of the iterations table's column of what the trace adds to dev pass@1.
+pub const DEV_TRACE_GAIN_COLUMN: &str = "Δ dev pass@1 trace vs no trace (paired)";
+
 fn selftrain_sections(
     page: &mut Page,
     s: &SelftrainView,
@@ -263,15 +270,22 @@ fn selftrain_sections(
     c.integer_x = true;
     let mut dev_pts = Vec::new();
     let mut greedy_pts = Vec::new();
+    let mut no_trace_pts = Vec::new();
     if let Some(b) = &s.base_dev {
         dev_pts.extend(pct_points(b, Metric::PassAt(1), 0.0));
         greedy_pts.extend(pct_points(b, Metric::Greedy, 0.0));
+    }
+    if let Some(b) = &s.base_dev_no_trace {
+        no_trace_pts.extend(pct_points(b, Metric::PassAt(1), 0.0));
     }
     let mut train_pts = Vec::new();
     for (pos, it) in s.iterations.iter().enumerate() {
         if let Some(d) = &it.dev {
             dev_pts.extend(pct_points(d, Metric::PassAt(1), it.number as f64));
             greedy_pts.extend(pct_points(d, Metric::Greedy, it.number as f64));
+        }
+        if let Some(d) = &it.dev_no_trace {
+            no_trace_pts.extend(pct_points(d, Metric::PassAt(1), it.number as f64));
         }
         if let Some(p) = it.it.train_side.as_ref().and_then(|t| t.pass_at_1) {
             train_pts.push((sampled_from_x(it, pos), 100.0 * p));
@@ -299,6 +313,14 @@ fn selftrain_sections(
     }
     if !greedy_pts.is_empty() {
         c.series.push(series_of("dev greedy pass@1", 1, greedy_pts));
+    }
+    if !no_trace_pts.is_empty() {
+        // After the test series' colours (3, 4, ...), so no two series share one.
+        c.series.push(series_of(
+            DEV_NO_TRACE_SERIES,
+            3 + s.test_base.len().max(s.test_best.len()),
+            no_trace_pts,
+        ));
     }
     if !train_pts.is_empty() {
         let mut t = Series::new(
@@ -334,25 +356,43 @@ fn selftrain_sections(
         c.x_range = Some((-0.3, max_x.max(1.0) + 0.3));
         c.size = (860, 440);
         let svg = line_chart(&c)?;
-        body.push_str(&page.plot(
-            svg,
+        let mut caption = String::from(
             "pass@1 per iteration with 95% bootstrap intervals over tasks. Train-side pass@1 is measured on the hard training tasks at the sampling temperature, by the model that sampled that iteration's data (plotted at that model's iteration). Test is measured for the base model and the chosen iteration only.",
-        ));
+        );
+        if s.has_dev_no_trace() {
+            caption.push_str(" Dev without trace: the same dev tasks and samples per task with no execution trace in the prompt (the chosen iteration is still picked on dev with the trace).");
+        }
+        body.push_str(&page.plot(svg, &caption));
     }
-    // Per-iteration table.
+    // Per-iteration table; without-trace columns when the run evaluated dev without it.
+    let no_trace = s.has_dev_no_trace();
+    let no_trace_cells = |with: Option<&EvalView>, without: Option<&EvalView>| {
+        let delta = match (with, without) {
+            (Some(w), Some(wo)) => wo
+                .delta(w, Metric::PassAt(1))
+                .map(|v| esc(&cell_text(&v, true)))
+                .unwrap_or_else(|| "-".into()),
+            _ => "-".into(),
+        };
+        [metric_cell(without, Metric::PassAt(1)), delta]
+    };
     let base_dev = s.base_dev.as_ref();
     let mut rows = Vec::new();
-    if let Some(b) = base_dev {
-        rows.push(vec![
+    if base_dev.is_some() || s.base_dev_no_trace.is_some() {
+        let mut row = vec![
             "0 (base)".into(),
             "-".into(),
             opt_pct(s.results.hard.as_ref().and_then(|h| h.pass_at_1)),
             "-".into(),
             "-".into(),
-            metric_cell(Some(b), Metric::PassAt(1)),
-            metric_cell(Some(b), Metric::Greedy),
+            metric_cell(base_dev, Metric::PassAt(1)),
+            metric_cell(base_dev, Metric::Greedy),
             "-".into(),
-        ]);
+        ];
+        if no_trace {
+            row.extend(no_trace_cells(base_dev, s.base_dev_no_trace.as_ref()));
+        }
+        rows.push(row);
     }
     for it in &s.iterations {
         let delta = match (base_dev, &it.dev) {
@@ -367,7 +407,7 @@ fn selftrain_sections(
         } else {
             ""
         };
-        rows.push(vec![
+        let mut row = vec![
             format!("{}{mark}", it.number),
             opt(it.it.sampled_from.as_deref()),
             opt_pct(it.it.train_side.as_ref().and_then(|t| t.pass_at_1)),
@@ -382,22 +422,27 @@ fn selftrain_sections(
             metric_cell(it.dev.as_ref(), Metric::PassAt(1)),
             metric_cell(it.dev.as_ref(), Metric::Greedy),
             delta,
-        ]);
+        ];
+        if no_trace {
+            row.extend(no_trace_cells(it.dev.as_ref(), it.dev_no_trace.as_ref()));
+        }
+        rows.push(row);
     }
-    body.push_str(&table(
-        &[
-            "iteration".into(),
-            "sampled from".into(),
-            "train-side pass@1 (%)".into(),
-            "kept samples".into(),
-            "final train loss".into(),
-            "dev pass@1 (%)".into(),
-            "dev greedy (%)".into(),
-            "Δ dev pass@1 vs base (paired)".into(),
-        ],
-        &rows,
-        "num",
-    ));
+    let mut header: Vec<String> = vec![
+        "iteration".into(),
+        "sampled from".into(),
+        "train-side pass@1 (%)".into(),
+        "kept samples".into(),
+        "final train loss".into(),
+        "dev pass@1 (%)".into(),
+        "dev greedy (%)".into(),
+        "Δ dev pass@1 vs base (paired)".into(),
+    ];
+    if no_trace {
+        header.push(DEV_NO_TRACE_COLUMN.into());
+        header.push(DEV_TRACE_GAIN_COLUMN.into());
+    }
+    body.push_str(&table(&header, &rows, "num"));
     if let Some(h) = &s.results.hard {
         let _ = write!(
             body,
@@ -860,9 +905,7 @@ fn all_evals(run: &LoadedRun) -> Vec<&EvalView> {
     match &run.run {
         Run::Eval(e) => vec![e.as_ref()],
         Run::Selftrain(s) => s
-            .base_dev
-            .iter()
-            .chain(s.iterations.iter().filter_map(|i| i.dev.as_ref()))
+            .dev_evals()
             .chain(
                 s.test_base
                     .values()

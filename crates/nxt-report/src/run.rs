@@ -458,6 +458,8 @@ pub struct IterView {
     pub number: usize,
     /// Dev evaluation.
     pub dev: Option<EvalView>,
+    /// Dev evaluation without the trace in the prompt (when the run evaluated it).
+    pub dev_no_trace: Option<EvalView>,
     /// The train-side sampling store.
     pub sample_store: Option<StoreData>,
     /// Training metrics (`metrics.jsonl`).
@@ -532,6 +534,8 @@ pub struct SelftrainView {
     pub results: SelftrainResults,
     /// Base model on dev.
     pub base_dev: Option<EvalView>,
+    /// Base model on dev without the trace in the prompt (when the run evaluated it).
+    pub base_dev_no_trace: Option<EvalView>,
     /// Iterations.
     pub iterations: Vec<IterView>,
     /// Test evaluations of the base model: benchmark -> (trace, no trace).
@@ -561,6 +565,23 @@ impl SelftrainView {
             }
         }
         best.map(|b| b.0)
+    }
+
+    /// Whether the run evaluated dev without the trace too (the base or any iteration).
+    pub fn has_dev_no_trace(&self) -> bool {
+        self.base_dev_no_trace.is_some() || self.iterations.iter().any(|i| i.dev_no_trace.is_some())
+    }
+
+    /// Every dev evaluation, with and without the trace: the base's, then each iteration's.
+    pub fn dev_evals(&self) -> impl Iterator<Item = &EvalView> {
+        self.base_dev
+            .iter()
+            .chain(self.base_dev_no_trace.iter())
+            .chain(
+                self.iterations
+                    .iter()
+                    .flat_map(|i| i.dev.iter().chain(i.dev_no_trace.iter())),
+            )
     }
 
     /// The dev evaluation of iteration `n` (0 = base).
@@ -618,16 +639,12 @@ impl LoadedRun {
             Run::Eval(e) => e.notes.clone(),
             Run::Selftrain(s) => {
                 let mut v = s.notes.clone();
-                let evals = s
-                    .base_dev
-                    .iter()
-                    .chain(s.iterations.iter().filter_map(|i| i.dev.as_ref()))
-                    .chain(
-                        s.test_base
-                            .values()
-                            .chain(s.test_best.values())
-                            .flat_map(|(a, b)| a.iter().chain(b.iter())),
-                    );
+                let evals = s.dev_evals().chain(
+                    s.test_base
+                        .values()
+                        .chain(s.test_best.values())
+                        .flat_map(|(a, b)| a.iter().chain(b.iter())),
+                );
                 for e in evals {
                     v.extend(e.notes.iter().cloned());
                 }
@@ -747,6 +764,15 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
     if base_dev.is_none() {
         notes.push("the base model's dev evaluation is missing".into());
     }
+    let base_dev_no_trace = results
+        .base
+        .as_ref()
+        .and_then(|b| b.dev_no_trace.as_ref())
+        .map(|d| EvalView::from_summary("base dev no trace", d, dir));
+    // Without-trace dev runs only when the config asks for it: its absence is a gap only in
+    // a run that evaluated it elsewhere.
+    let evaluates_no_trace =
+        base_dev_no_trace.is_some() || results.iterations.iter().any(|i| i.dev_no_trace.is_some());
     let mut iterations = Vec::new();
     let decided = if results.iterations.is_empty() {
         None
@@ -763,6 +789,15 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
         if dev.is_none() {
             notes.push(format!(
                 "{label}: no dev evaluation (the run stopped before it)"
+            ));
+        }
+        let dev_no_trace = it
+            .dev_no_trace
+            .as_ref()
+            .map(|d| EvalView::from_summary(&format!("{label} dev no trace"), d, dir));
+        if dev_no_trace.is_none() && dev.is_some() && evaluates_no_trace {
+            notes.push(format!(
+                "{label}: no dev evaluation without the trace (the run stopped before it)"
             ));
         }
         let sample_store = match it.train_side.as_ref().and_then(|t| t.run_dir.as_ref()) {
@@ -827,6 +862,7 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
             it: it.clone(),
             number,
             dev,
+            dev_no_trace,
             sample_store,
             metrics,
             kept,
@@ -874,6 +910,7 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
         run: Run::Selftrain(Box::new(SelftrainView {
             results,
             base_dev,
+            base_dev_no_trace,
             iterations,
             test_base,
             test_best,

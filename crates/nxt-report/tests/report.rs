@@ -92,7 +92,14 @@ fn page_structure_matches_the_snapshots() {
     write_selftrain_run(&st, false);
     let killed = at(d.path(), "killed");
     write_selftrain_run(&killed, true);
-    for (name, dir) in [("eval", &eval), ("selftrain", &st), ("killed", &killed)] {
+    let no_trace = at(d.path(), "no-trace");
+    write_selftrain_run_no_trace(&no_trace, false);
+    for (name, dir) in [
+        ("eval", &eval),
+        ("selftrain", &st),
+        ("killed", &killed),
+        ("selftrain-no-trace", &no_trace),
+    ] {
         let (html, s) = render(dir, &[]);
         assert_balanced(&html);
         assert_eq!(s.plots, html.matches("<svg").count(), "{name}");
@@ -181,6 +188,162 @@ fn headline_numbers_match_an_independent_computation() {
         .expect("greedy");
     let expect = base.tasks.iter().filter(|t| t.pass * 2 > 6).count() as f64 / 8.0;
     assert!((g.value - expect).abs() < 1e-12);
+}
+
+/// The cells of the `<table>` right after the fix-rate plot in the iterations section, as
+/// (header, rows of cell texts).
+fn iterations_table(html: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let section = html
+        .split("<section id=\"iterations\">")
+        .nth(1)
+        .and_then(|s| s.split("</section>").next())
+        .expect("iterations section");
+    let table = section
+        .split("<table")
+        .nth(1)
+        .and_then(|s| s.split("</table>").next())
+        .expect("iterations table");
+    let cells = |row: &str, tag: &str| -> Vec<String> {
+        row.split(&format!("<{tag}>"))
+            .skip(1)
+            .map(|c| {
+                c.split(&format!("</{tag}>"))
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    };
+    let (head, body) = table.split_once("</thead>").expect("thead");
+    let rows = body.split("<tr>").skip(1).map(|r| cells(r, "td")).collect();
+    (cells(head, "th"), rows)
+}
+
+#[test]
+fn dev_without_trace_is_a_column_and_a_series_with_the_numbers_of_results_json() {
+    use nxt_report::page::{DEV_NO_TRACE_COLUMN, DEV_NO_TRACE_SERIES, DEV_TRACE_GAIN_COLUMN};
+    let d = tempdir();
+    let st = at(d.path(), "st");
+    write_selftrain_run_no_trace(&st, false);
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(st.join("results.json")).expect("read"))
+            .expect("json");
+    let mean_p1 = |p: &EvalPlan| {
+        p.tasks
+            .iter()
+            .map(|t| t.pass as f64 / p.n as f64)
+            .sum::<f64>()
+            / p.tasks.len() as f64
+    };
+    // results.json: base, iteration 1, iteration 2, with and without the trace.
+    let recorded = [
+        &results["base"],
+        &results["iterations"][0],
+        &results["iterations"][1],
+    ];
+    let (html, s) = render(&st, &[]);
+    assert_balanced(&html);
+    let (header, rows) = iterations_table(&html);
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name:?} in {header:?}"))
+    };
+    let (nt_col, gain_col, dev_col) = (
+        col(DEV_NO_TRACE_COLUMN),
+        col(DEV_TRACE_GAIN_COLUMN),
+        col("dev pass@1 (%)"),
+    );
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for (i, ((rec, with), without)) in recorded
+        .iter()
+        .zip(dev_plans())
+        .zip(dev_plans_no_trace())
+        .enumerate()
+    {
+        let nt = rec["dev_no_trace"]["pass@1"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("row {i}: no dev_no_trace pass@1 in results.json"));
+        let tr = rec["dev"]["pass@1"].as_f64().expect("dev pass@1");
+        // results.json holds the fixture's numbers ...
+        assert!((nt - mean_p1(&without)).abs() < 1e-12, "row {i}: {nt}");
+        assert!((tr - mean_p1(&with)).abs() < 1e-12, "row {i}: {tr}");
+        assert_ne!(nt, tr, "row {i}: the fixture must tell the two apart");
+        // ... and the page shows them, with a 95% interval, in the no-trace column.
+        let cell = &rows[i][nt_col];
+        assert!(
+            cell.starts_with(&format!("{:.1} [", 100.0 * nt)),
+            "row {i}: {cell} vs {nt}"
+        );
+        assert!(
+            rows[i][dev_col].starts_with(&format!("{:.1}", 100.0 * tr)),
+            "row {i}: {} vs {tr}",
+            rows[i][dev_col]
+        );
+        // What the trace adds, paired over the same dev tasks.
+        let gain = &rows[i][gain_col];
+        assert!(
+            gain.starts_with(&format!("{:+.1} [", 100.0 * (tr - nt))),
+            "row {i}: {gain} vs {}",
+            tr - nt
+        );
+    }
+    // The plot has the no-trace series (its legend), and nothing is reported missing about it.
+    let section = html
+        .split("<section id=\"iterations\">")
+        .nth(1)
+        .and_then(|x| x.split("</section>").next())
+        .expect("iterations section");
+    assert!(section.contains(DEV_NO_TRACE_SERIES), "no no-trace series");
+    assert!(section.contains("Dev without trace:"), "no caption for it");
+    assert!(
+        !s.missing.iter().any(|m| m.contains("without the trace")),
+        "{:?}",
+        s.missing
+    );
+
+    // A run without it: no column, no series, no note.
+    let plain = at(d.path(), "plain");
+    write_selftrain_run(&plain, false);
+    let (html, s) = render(&plain, &[]);
+    let (header, _) = iterations_table(&html);
+    assert!(
+        !header
+            .iter()
+            .any(|h| h == DEV_NO_TRACE_COLUMN || h == DEV_TRACE_GAIN_COLUMN),
+        "{header:?}"
+    );
+    assert!(!html.contains(DEV_NO_TRACE_SERIES));
+    assert!(!html.contains("Dev without trace:"));
+    assert!(!s.missing.iter().any(|m| m.contains("without the trace")));
+
+    // Killed in iteration 2 after its dev stage with the trace: the no-trace cell is empty and
+    // the page says so.
+    let killed = at(d.path(), "killed");
+    write_selftrain_run_no_trace(&killed, false);
+    let path = killed.join("results.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+    v["iterations"][1]
+        .as_object_mut()
+        .expect("iteration 2")
+        .remove("dev_no_trace");
+    std::fs::write(&path, v.to_string()).expect("write");
+    let (html, s) = render(&killed, &[]);
+    let (header, rows) = iterations_table(&html);
+    let nt_col = header
+        .iter()
+        .position(|h| h == DEV_NO_TRACE_COLUMN)
+        .expect("column");
+    assert_eq!(rows[2][nt_col], "-");
+    assert!(
+        s.missing
+            .iter()
+            .any(|m| m.contains("iter 2: no dev evaluation without the trace")),
+        "{:?}",
+        s.missing
+    );
 }
 
 #[test]

@@ -318,6 +318,20 @@ pub fn dev_plans() -> [EvalPlan; 3] {
     ]
 }
 
+/// Dev plans without the trace in the prompt (`[eval] dev_without_trace`): base, iteration 1,
+/// iteration 2 (lower than with the trace, and not in the same order per task).
+pub fn dev_plans_no_trace() -> [EvalPlan; 3] {
+    [
+        [0, 0, 0, 2, 0, 5, 0, 1],
+        [1, 2, 0, 2, 1, 5, 0, 2],
+        [1, 3, 0, 4, 0, 5, 1, 2],
+    ]
+    .map(|pass| EvalPlan {
+        with_trace: false,
+        ..EvalPlan::new("mbpp-r", 6, &pass)
+    })
+}
+
 /// Train-side sampling plans of iterations 1 and 2 (the hard training tasks).
 pub fn train_plans(hostile: bool) -> [EvalPlan; 2] {
     let mut a = EvalPlan::new("mbpp-r-train", 6, &[0, 2, 1, 0, 3, 0]);
@@ -392,14 +406,37 @@ pub fn write_selftrain_run_with(
     killed_in_iteration_2: bool,
     hostile: bool,
 ) -> SelftrainFixture {
+    write_selftrain_run_full(dir, killed_in_iteration_2, hostile, false)
+}
+
+/// [`write_selftrain_run`] of a run configured with `[eval] dev_without_trace = true`: the
+/// base and every iteration are also evaluated on dev without the trace
+/// ([`dev_plans_no_trace`], stages `base/dev-no-trace` and `iter-i/dev-no-trace`).
+pub fn write_selftrain_run_no_trace(dir: &Path, killed_in_iteration_2: bool) -> SelftrainFixture {
+    write_selftrain_run_full(dir, killed_in_iteration_2, false, true)
+}
+
+fn write_selftrain_run_full(
+    dir: &Path,
+    killed_in_iteration_2: bool,
+    hostile: bool,
+    dev_no_trace: bool,
+) -> SelftrainFixture {
     std::fs::create_dir_all(dir).expect("dir");
-    let cfg = SelftrainConfig::from_toml(SELFTRAIN_TOML).expect("selftrain config");
+    let toml = if dev_no_trace {
+        format!("{SELFTRAIN_TOML}\n[eval]\ndev_without_trace = true\n")
+    } else {
+        SELFTRAIN_TOML.to_string()
+    };
+    let cfg = SelftrainConfig::from_toml(&toml).expect("selftrain config");
+    assert_eq!(cfg.eval.dev_without_trace, dev_no_trace);
     let mut ledger = Ledger::open(&dir.join("selftrain.sqlite")).expect("ledger");
     ledger
         .set_meta("config", &cfg.identity().to_string())
         .expect("meta");
     let mut fx = SelftrainFixture::default();
     let [base, it1, it2] = dev_plans();
+    let [base_nt, it1_nt, it2_nt] = dev_plans_no_trace();
     let train = train_plans(hostile);
 
     // Hard tasks: the base model's pass@1 on every training task (iteration 1's tasks and
@@ -441,7 +478,25 @@ pub fn write_selftrain_run_with(
         eval_summary(&br, "base/dev"),
         &StageRecords::default(),
     );
-    for (i, (tp, dp)) in train.iter().zip([&it1, &it2]).enumerate() {
+    // The stages the loop runs after each dev evaluation when the config asks for them.
+    let no_trace_stage = |ledger: &mut Ledger, name: &str, plan: &EvalPlan| {
+        if dev_no_trace {
+            let r = write_eval_run(&dir.join(name), plan);
+            finish(
+                ledger,
+                name,
+                eval_summary(&r, name),
+                &StageRecords::default(),
+            );
+        }
+    };
+    no_trace_stage(&mut ledger, "base/dev-no-trace", &base_nt);
+    for (i, ((tp, dp), np)) in train
+        .iter()
+        .zip([&it1, &it2])
+        .zip([&it1_nt, &it2_nt])
+        .enumerate()
+    {
         let i = i + 1;
         let (sdir, sr) = if i == 1 {
             ("hard".to_string(), hr.clone())
@@ -542,6 +597,7 @@ pub fn write_selftrain_run_with(
             eval_summary(&dr, &ddir),
             &StageRecords::default(),
         );
+        no_trace_stage(&mut ledger, &format!("iter-{i}/dev-no-trace"), np);
     }
     let status = if killed_in_iteration_2 {
         "running"
