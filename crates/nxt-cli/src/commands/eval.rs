@@ -473,6 +473,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         run_dir.join("results.json").display(),
         run_dir.join("report.md").display()
     );
+    // The HTML page is derived from the run store and results.json: failing to draw it loses
+    // nothing, so it is a warning, never the command's failure.
+    let page = run_dir.join("report.html");
+    match nxt_report::write_report(&run_dir, &[], &page) {
+        Ok(_) => println!("page: {}", page.display()),
+        Err(e) => eprintln!("warning: report.html not written: {e}"),
+    }
     if !report.complete() {
         return Err(exit::failed(format!(
             "the run is incomplete: {} samples could not be generated (see above); rerun the same command to retry them",
