@@ -406,14 +406,19 @@ pub fn write_selftrain_run_with(
     killed_in_iteration_2: bool,
     hostile: bool,
 ) -> SelftrainFixture {
-    write_selftrain_run_full(dir, killed_in_iteration_2, hostile, false)
+    write_selftrain_run_full(dir, killed_in_iteration_2, hostile, false, false)
 }
 
 /// [`write_selftrain_run`] of a run configured with `[eval] dev_without_trace = true`: the
 /// base and every iteration are also evaluated on dev without the trace
 /// ([`dev_plans_no_trace`], stages `base/dev-no-trace` and `iter-i/dev-no-trace`).
-pub fn write_selftrain_run_no_trace(dir: &Path, killed_in_iteration_2: bool) -> SelftrainFixture {
-    write_selftrain_run_full(dir, killed_in_iteration_2, false, true)
+/// `killed_before_iteration_2_no_trace`: the loop was killed after iteration 2's dev stage
+/// with the trace, before the one without it (no test stage, status `running`).
+pub fn write_selftrain_run_no_trace(
+    dir: &Path,
+    killed_before_iteration_2_no_trace: bool,
+) -> SelftrainFixture {
+    write_selftrain_run_full(dir, false, false, true, killed_before_iteration_2_no_trace)
 }
 
 fn write_selftrain_run_full(
@@ -421,6 +426,7 @@ fn write_selftrain_run_full(
     killed_in_iteration_2: bool,
     hostile: bool,
     dev_no_trace: bool,
+    killed_before_iteration_2_no_trace: bool,
 ) -> SelftrainFixture {
     std::fs::create_dir_all(dir).expect("dir");
     let toml = if dev_no_trace {
@@ -597,9 +603,12 @@ fn write_selftrain_run_full(
             eval_summary(&dr, &ddir),
             &StageRecords::default(),
         );
+        if killed_before_iteration_2_no_trace && i == 2 {
+            break;
+        }
         no_trace_stage(&mut ledger, &format!("iter-{i}/dev-no-trace"), np);
     }
-    let status = if killed_in_iteration_2 {
+    let status = if killed_in_iteration_2 || killed_before_iteration_2_no_trace {
         "running"
     } else {
         ledger.set_meta("best_iteration", "2").expect("meta");
