@@ -317,3 +317,100 @@ fn a_changed_setting_is_refused_naming_it_and_a_safe_one_is_not() {
         RunEnd::Paused(w) => panic!("paused: {w}"),
     }
 }
+
+/// The GPU-cluster path on loopback: `nxt serve`'s server (the same adapter routes as vLLM)
+/// hosts the warm-started base, the loop samples through the OpenAI client, trains each
+/// iteration's LoRA with the embedded trainer and loads it on the server under a new name
+/// (`POST /v1/load_lora_adapter`), and samples the next iteration from that name.
+#[test]
+fn a_server_samples_and_hosts_each_iterations_adapter() {
+    use nxt_llm::engine::{Engine, EngineOptions};
+    use nxt_llm::server::{ServedModels, ServerConfig, ServerHandle};
+    use std::sync::Arc;
+
+    let (reference_dir, _) = reference();
+    let base = reference_dir.join("warm-start");
+    let engine = Engine::load(base.to_str().expect("utf-8 path"), EngineOptions::default())
+        .expect("warm-started toy model");
+    let server = ServerHandle::start_models(
+        ServedModels::engine(Arc::new(engine)),
+        &ServerConfig {
+            port: 0,
+            parallel: 2,
+            model_name: Some("toy-base".into()),
+            ..Default::default()
+        },
+    )
+    .expect("server on 127.0.0.1:0");
+    let url = format!("http://{}/v1", server.addr());
+
+    // The reference run's settings, with the base on the server and the toy's files as data.
+    let toy = reference_dir.join("toy");
+    let mut toml = format!(
+        "[model]\nbase = {:?}\nservers = [{url:?}]\nserved_model = \"toy-base\"\n\n\
+         [data]\ntrain = {:?}\ndev = {:?}\ntest = [{:?}]\ndev_limit = 3\ntest_limit = 2\n",
+        base.display().to_string(),
+        toy.join("train.jsonl").display().to_string(),
+        toy.join("dev.jsonl").display().to_string(),
+        toy.join("test.jsonl").display().to_string(),
+    );
+    let mut keep_section = false;
+    for line in CONFIG.lines() {
+        if let Some(name) = line.strip_prefix('[') {
+            let name = name.trim_end_matches(']');
+            keep_section = !(name == "model" || name == "data" || name.starts_with("toy"));
+        }
+        if keep_section {
+            toml.push_str(line);
+            toml.push('\n');
+        }
+    }
+    let cfg = SelftrainConfig::from_toml(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    let dir = tmp("server");
+    let end = run(&cfg, &dir, pool(), &RunOptions::default(), &mut |_| {}).expect("server run");
+    let RunEnd::Finished(results) = end else {
+        panic!("the server run paused");
+    };
+    let iterations = results["iterations"].as_array().expect("iterations");
+    assert!(
+        iterations.len() >= 2 && iterations[0]["kept"].as_u64().unwrap_or(0) > 0,
+        "the server run did not reach iteration 2 with kept samples: {results}"
+    );
+    assert_eq!(iterations[1]["sampled_from"], "iter-1", "{}", iterations[1]);
+
+    // The server now lists each iteration's adapter with the base as its parent.
+    let body = ureq::get(&format!("{url}/models"))
+        .call()
+        .expect("GET /v1/models")
+        .body_mut()
+        .read_to_string()
+        .expect("models body");
+    let models: Value = serde_json::from_str(&body).expect("models json");
+    let listed: Vec<(String, String)> = models["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_str().unwrap_or_default().to_string(),
+                m["parent"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    for name in ["iter-1", "iter-2"] {
+        assert!(
+            listed
+                .iter()
+                .any(|(id, parent)| id.ends_with(name) && parent == "toy-base"),
+            "{name} not loaded on the server: {listed:?}"
+        );
+    }
+    // Iteration 2's samples came from the server: the store records them.
+    let store = RunStore::open(&dir.join("iter-2/sample/run.sqlite")).expect("iter-2 store");
+    assert!(!store
+        .sample_records(PromptKind::Sample)
+        .expect("records")
+        .is_empty());
+    server.shutdown().expect("shutdown");
+    let _ = std::fs::remove_dir_all(dir);
+}
