@@ -159,38 +159,8 @@ fn kill_9_then_resume_gives_bit_identical_weights() {
 
 /// A stand-in for `trl sft --config sft.yaml`: reads the (JSON-valued) YAML and runs this
 /// binary's embedded trainer with the same settings into `output_dir`.
-const STANDIN: &str = r##"
-import json, os, subprocess, sys
-cfg = {}
-for line in open(sys.argv[1]):
-    if line.startswith("#") or ":" not in line:
-        continue
-    k, v = line.split(":", 1)
-    cfg[k.strip()] = json.loads(v)
-assert cfg["completion_only_loss"] is True and cfg["report_to"] == "none"
-sched = {"constant": "constant", "constant_with_warmup": "constant", "cosine": "cosine"}[cfg["lr_scheduler_type"]]
-args = [os.environ["NXT_BIN"], "train", "--backend", "embedded",
-        "--model", cfg["model_name_or_path"], "--data", cfg["datasets"][0]["data_files"],
-        "--out", cfg["output_dir"], "--lr", str(cfg["learning_rate"]),
-        "--epochs", str(cfg["num_train_epochs"]),
-        "--batch-size", str(cfg["per_device_train_batch_size"]),
-        "--grad-accum", str(cfg["gradient_accumulation_steps"]),
-        "--max-length", str(cfg["max_length"]), "--seed", str(cfg["seed"]),
-        "--schedule", sched, "--warmup-steps", str(cfg["warmup_steps"]),
-        "--weight-decay", str(cfg["weight_decay"]), "--max-grad-norm", str(cfg["max_grad_norm"])]
-if cfg["max_steps"] > 0:
-    args += ["--max-steps", str(cfg["max_steps"])]
-if cfg["use_peft"]:
-    args += ["--lora-r", str(cfg["lora_r"]), "--lora-alpha", str(cfg["lora_alpha"]),
-             "--lora-dropout", str(cfg["lora_dropout"]),
-             "--target-modules", ",".join(cfg["lora_target_modules"])]
-    if cfg["use_rslora"]:
-        args.append("--rslora")
-else:
-    args.append("--full")
-print("stand-in trl: running the embedded trainer", flush=True)
-sys.exit(subprocess.call(args))
-"##;
+/// The stand-in launcher (see the script's header).
+const STANDIN: &str = include_str!("fixtures/trl_standin.py");
 
 #[test]
 fn trl_backend_hands_off_to_the_launcher_and_validates_its_adapter() {
