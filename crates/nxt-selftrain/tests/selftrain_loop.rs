@@ -318,10 +318,82 @@ fn a_changed_setting_is_refused_naming_it_and_a_safe_one_is_not() {
     }
 }
 
+/// The reference run's settings without `[toy]`: the warm-started model as the base, the toy's
+/// files as data, `model_extra` added to `[model]` and `replace` applied to the rest.
+fn config_on_files(reference_dir: &Path, model_extra: &str, replace: &[(&str, &str)]) -> String {
+    let base = reference_dir.join("warm-start");
+    let toy = reference_dir.join("toy");
+    let mut toml = format!(
+        "[model]\nbase = {:?}\n{model_extra}\n\
+         [data]\ntrain = {:?}\ndev = {:?}\ntest = [{:?}]\ndev_limit = 3\ntest_limit = 2\n",
+        base.display().to_string(),
+        toy.join("train.jsonl").display().to_string(),
+        toy.join("dev.jsonl").display().to_string(),
+        toy.join("test.jsonl").display().to_string(),
+    );
+    let mut keep_section = false;
+    let mut rest = String::new();
+    for line in CONFIG.lines() {
+        if let Some(name) = line.strip_prefix('[') {
+            let name = name.trim_end_matches(']');
+            keep_section = !(name == "model" || name == "data" || name.starts_with("toy"));
+        }
+        if keep_section {
+            rest.push_str(line);
+            rest.push('\n');
+        }
+    }
+    for (from, to) in replace {
+        assert!(rest.contains(from), "{from} not in the test config");
+        rest = rest.replace(from, to);
+    }
+    toml.push_str(&rest);
+    toml
+}
+
+/// A trainer that fails stops the run with the trainer's own message; every record written
+/// before it stays, and a rerun (trainer still failing) says the same without losing them.
+#[test]
+fn a_failing_trainer_stops_the_run_with_its_message_and_the_records_intact() {
+    let (reference_dir, _) = reference();
+    let toml = config_on_files(
+        reference_dir,
+        "",
+        &[(
+            "[train]\n",
+            "[train]\ntrainer = \"trl\"\nlauncher = \"echo trainer exploded: CUDA out of memory >&2; exit 3; {config}\"\n",
+        )],
+    );
+    let cfg = SelftrainConfig::from_toml(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    let dir = tmp("failing-trainer");
+    for attempt in 0..2 {
+        let e = run(&cfg, &dir, pool(), &RunOptions::default(), &mut |_| {})
+            .expect_err("the trainer failed, so must the run")
+            .to_string();
+        assert!(
+            e.contains("trainer exploded: CUDA out of memory"),
+            "attempt {attempt}: the trainer's message is not in the error: {e}"
+        );
+        let ledger = Ledger::open(&dir.join("selftrain.sqlite")).expect("ledger");
+        let stages = ledger.stages().expect("stages");
+        for s in ["hard", "base/dev", "iter-1/sample", "iter-1/keep"] {
+            assert!(stages.iter().any(|x| x == s), "{s} lost: {stages:?}");
+        }
+        assert!(!stages.iter().any(|x| x == "iter-1/train"), "{stages:?}");
+        let store = RunStore::open(&dir.join("hard/run.sqlite")).expect("hard store");
+        assert!(!store
+            .sample_records(PromptKind::Sample)
+            .expect("records")
+            .is_empty());
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// The GPU-cluster path on loopback: `nxt serve`'s server (the same adapter routes as vLLM)
 /// hosts the warm-started base, the loop samples through the OpenAI client, trains each
 /// iteration's LoRA with the embedded trainer and loads it on the server under a new name
-/// (`POST /v1/load_lora_adapter`), and samples the next iteration from that name.
+/// (`POST /v1/load_lora_adapter`), and samples the next iteration from that name. Started
+/// while no server listens, the run fails naming the server and resumes once one is up.
 #[test]
 fn a_server_samples_and_hosts_each_iterations_adapter() {
     use nxt_llm::engine::{Engine, EngineOptions};
@@ -332,41 +404,40 @@ fn a_server_samples_and_hosts_each_iterations_adapter() {
     let base = reference_dir.join("warm-start");
     let engine = Engine::load(base.to_str().expect("utf-8 path"), EngineOptions::default())
         .expect("warm-started toy model");
-    let server = ServerHandle::start_models(
-        ServedModels::engine(Arc::new(engine)),
-        &ServerConfig {
-            port: 0,
-            parallel: 2,
-            model_name: Some("toy-base".into()),
-            ..Default::default()
-        },
-    )
-    .expect("server on 127.0.0.1:0");
-    let url = format!("http://{}/v1", server.addr());
+    let engine = Arc::new(engine);
+    let start = |port: u16| {
+        ServerHandle::start_models(
+            ServedModels::engine(engine.clone()),
+            &ServerConfig {
+                port,
+                parallel: 2,
+                model_name: Some("toy-base".into()),
+                ..Default::default()
+            },
+        )
+        .expect("server on 127.0.0.1")
+    };
+    // A port with no server behind it: the run fails saying so, and resumes once one is up.
+    let first = start(0);
+    let addr = first.addr();
+    first.shutdown().expect("shutdown");
+    let url = format!("http://{addr}/v1");
 
-    // The reference run's settings, with the base on the server and the toy's files as data.
-    let toy = reference_dir.join("toy");
-    let mut toml = format!(
-        "[model]\nbase = {:?}\nservers = [{url:?}]\nserved_model = \"toy-base\"\n\n\
-         [data]\ntrain = {:?}\ndev = {:?}\ntest = [{:?}]\ndev_limit = 3\ntest_limit = 2\n",
-        base.display().to_string(),
-        toy.join("train.jsonl").display().to_string(),
-        toy.join("dev.jsonl").display().to_string(),
-        toy.join("test.jsonl").display().to_string(),
+    let toml = config_on_files(
+        reference_dir,
+        &format!("servers = [{url:?}]\nserved_model = \"toy-base\"\n"),
+        &[],
     );
-    let mut keep_section = false;
-    for line in CONFIG.lines() {
-        if let Some(name) = line.strip_prefix('[') {
-            let name = name.trim_end_matches(']');
-            keep_section = !(name == "model" || name == "data" || name.starts_with("toy"));
-        }
-        if keep_section {
-            toml.push_str(line);
-            toml.push('\n');
-        }
-    }
     let cfg = SelftrainConfig::from_toml(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
     let dir = tmp("server");
+    let e = run(&cfg, &dir, pool(), &RunOptions::default(), &mut |_| {})
+        .expect_err("no server is listening")
+        .to_string();
+    assert!(
+        e.contains(&addr.to_string()),
+        "the error does not name the server: {e}"
+    );
+    let server = start(addr.port());
     let end = run(&cfg, &dir, pool(), &RunOptions::default(), &mut |_| {}).expect("server run");
     let RunEnd::Finished(results) = end else {
         panic!("the server run paused");
