@@ -167,7 +167,7 @@ pub struct Args {
     /// Evaluate only the first N tasks.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Run directory (run.sqlite, results.json, report.md); rerunning with the same directory
+    /// Run directory (run.sqlite, results.json, report.md, report.html); rerunning with the same directory
     /// resumes. Default: runs/<benchmark>-<model>-<trace|no-trace>.
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
