@@ -21,48 +21,12 @@ use std::collections::BTreeMap;
 use nxt_data::RepairTask;
 use nxt_llm::{Completion, GenerationRequest, Generator, LlmError, Prompt};
 use nxt_sandbox::Pool;
-use serde::{Deserialize, Serialize};
 
+pub use crate::config::EvalConfig;
 use crate::prompt::build_proxy_prompt;
-use crate::repair::{grade_programs, parse_for, prepare, prompt_for, CoreError, RepairConfig};
+use crate::repair::{grade_programs, parse_for, prepare, prompt_for, CoreError};
 use crate::report::{build_report, EvalReport};
 use crate::store::{PromptKind, RunStore};
-
-/// Settings of an evaluation run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EvalConfig {
-    /// Benchmark name (for the report).
-    pub benchmark: String,
-    /// Repair settings (prompt, trace, sampling).
-    pub repair: RepairConfig,
-    /// Samples per task.
-    pub n: usize,
-    /// Sampling temperature.
-    pub temperature: f32,
-    /// Also sample one greedy repair per task.
-    pub greedy: bool,
-    /// The `k` of pass@k.
-    pub ks: Vec<usize>,
-    /// Base seed (per-request seeds derive from it, so a resumed run samples the same way).
-    pub seed: u64,
-    /// Requests handed to the generator at once (HTTP backends overlap them).
-    pub batch: usize,
-}
-
-impl Default for EvalConfig {
-    fn default() -> Self {
-        EvalConfig {
-            benchmark: String::new(),
-            repair: RepairConfig::default(),
-            n: 32,
-            temperature: 0.8,
-            greedy: true,
-            ks: vec![1, 5, 10, 25],
-            seed: 0,
-            batch: 16,
-        }
-    }
-}
 
 /// A progress notification.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,6 +11,7 @@
 //! * [`candidates`]: sampling candidate programs for building MBPP-R.
 
 pub mod candidates;
+pub mod config;
 pub mod eval;
 pub mod exemplars;
 pub mod parse;
@@ -21,7 +22,8 @@ pub mod report;
 pub mod store;
 pub mod task;
 
-pub use eval::{run_eval, EvalConfig, EvalContext, Progress};
+pub use config::EvalConfig;
+pub use eval::{run_eval, EvalContext, Progress};
 pub use repair::{repair_task, CoreError, RepairConfig, RepairOutcome};
 pub use report::EvalReport;
 pub use store::RunStore;

@@ -10,7 +10,7 @@ use std::path::Path;
 use nxt_data::{mean_pass_at_k, RepairTask};
 use serde::{Deserialize, Serialize};
 
-use crate::eval::EvalConfig;
+use crate::config::EvalConfig;
 use crate::repair::CoreError;
 use crate::store::{Counts, PromptKind, RunStore, Usage};
 

@@ -2,6 +2,8 @@
 
 use nxt_sandbox::{DriverJob, DriverResult, Job, JobResult, Limits, SandboxError};
 
+use crate::error::Result as DataResult;
+
 /// The executor interface used for grading and building benchmarks.
 ///
 /// [`nxt_sandbox::Pool`] implements it; the trait exists so that this crate's logic is written
@@ -54,4 +56,18 @@ pub fn default_pool(allow_weak: bool) -> Result<nxt_sandbox::Pool, SandboxError>
         allow_weak_isolation: allow_weak,
         ..nxt_sandbox::PoolConfig::default()
     })
+}
+
+/// Run `f` with the given executor, or with a default sandbox pool created on demand.
+pub(crate) fn with_executor<T>(
+    exec: Option<&dyn Executor>,
+    f: impl FnOnce(&dyn Executor) -> DataResult<T>,
+) -> DataResult<T> {
+    match exec {
+        Some(e) => f(e),
+        None => {
+            let pool = default_pool(false)?;
+            f(&pool)
+        }
+    }
 }

@@ -16,6 +16,7 @@ pub mod exec;
 pub mod grade;
 pub mod jsonl;
 pub mod loaders;
+pub mod mbpp;
 pub mod mbppr;
 pub mod passk;
 pub mod registry;

@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use nxt_sandbox::{DriverJob, Limits};
 use serde::{Deserialize, Serialize};
 
-use crate::benchmarks::{mbpp_task, with_executor};
 use crate::error::{io_err, malformed, DataError, Result};
-use crate::exec::{grading_limits, Executor};
+use crate::exec::{grading_limits, with_executor, Executor};
 use crate::grade::GradeResult;
 use crate::jsonl::read_lines;
 use crate::loaders::{self, MbppRecord};
+use crate::mbpp::mbpp_task;
 use crate::registry::{self, sha256_file};
 use crate::task::{RepairTask, Split};
 

@@ -3,8 +3,8 @@
 
 mod common;
 
-use nxt_data::benchmarks::mbpp_tasks;
 use nxt_data::loaders::load_mbpp;
+use nxt_data::mbpp::mbpp_tasks;
 use nxt_data::registry::locate;
 use nxt_data::samples::{grade_samples, read_samples};
 use nxt_data::store::GradeStore;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::process::{kill_tree, start_confined, Spawn};
 use crate::wire::{read_frame, write_frame};
-use crate::worker::{kill_tree, start_confined, Spawn};
 use crate::SandboxError;
 
 /// A worker's compiler: a confined Python process that never forks, so none of its work pays

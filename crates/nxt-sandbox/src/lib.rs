@@ -67,6 +67,7 @@ use serde::{Deserialize, Serialize};
 mod compiler;
 mod confine;
 mod pool;
+mod process;
 mod python;
 mod report;
 mod seccomp;

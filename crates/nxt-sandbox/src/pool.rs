@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::process::{fill_random, set_mode, Spawn};
 use crate::report::{IsolationLayer, IsolationReport};
 use crate::wire::JobHeader;
-use crate::worker::{set_mode, AttemptSpec, Events, Spawn, Worker};
+use crate::worker::{AttemptSpec, Events, Worker};
 use crate::{
     find_python, Comparison, DriverJob, DriverResult, Job, JobResult, Limits, SandboxError,
     SetupPlacement, TestOutcome, TestResult, Verdict,
@@ -162,7 +163,7 @@ impl Pool {
         let seccomp = crate::seccomp::build_programs()?;
         let workers = config.workers.max(1);
         let mut tag = [0u8; 8];
-        crate::worker::fill_random(&mut tag)?;
+        fill_random(&mut tag)?;
         let shared = Shared {
             python,
             config,
