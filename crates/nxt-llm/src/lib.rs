@@ -105,6 +105,16 @@ pub struct Completion {
     pub logprobs: Option<Vec<f32>>,
 }
 
+/// One sampled token as text: the decoded piece and its UTF-8 bytes (a token inside a
+/// multi-byte character has the bytes of its part; its text is their lossy decoding).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenPiece {
+    /// The decoded text of the token.
+    pub text: String,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
 /// Errors of generation backends.
 #[derive(Debug, thiserror::Error)]
 pub enum LlmError {
@@ -155,6 +165,21 @@ pub trait Generator: Send + Sync {
         for (i, r) in requests.iter().enumerate() {
             on_done(i, self.generate(r));
         }
+    }
+
+    /// [`Generator::generate`], with each completion's sampled tokens as text and bytes
+    /// where the backend knows them (the embedded engine, when log-probabilities are
+    /// requested); `None` otherwise.
+    #[allow(clippy::type_complexity)]
+    fn generate_with_pieces(
+        &self,
+        request: &GenerationRequest,
+    ) -> Result<Vec<(Completion, Option<Vec<TokenPiece>>)>, LlmError> {
+        Ok(self
+            .generate(request)?
+            .into_iter()
+            .map(|c| (c, None))
+            .collect())
     }
 
     /// Token totals so far, for backends that count them (`None` otherwise).

@@ -137,3 +137,102 @@ fn generate_many_over_the_served_engine() {
     server.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// POSTs `body` to `path` of the server (HTTP/1.1, connection closed after) and returns the
+/// JSON response.
+fn post(server: &ServerHandle, path: &str, body: &serde_json::Value) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let url = server.base_url();
+    let hostport = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut s = std::net::TcpStream::connect(&hostport).unwrap();
+    let body = body.to_string();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, payload) = resp.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{payload}");
+    serde_json::from_str(payload).unwrap_or_else(|e| panic!("{e}: {payload}"))
+}
+
+/// Log-probability entries carry the sampled token's text and bytes, as vLLM and OpenAI
+/// give them: chat `content[].token`/`bytes` and completions `tokens`, whose concatenation is
+/// the generated text; a newline token's text is "\n".
+#[test]
+fn logprob_entries_carry_each_tokens_text_and_bytes() {
+    let (engine, server, _client, dir) = setup("pieces");
+    let newline = engine
+        .tokenizer()
+        .token_to_id("Ċ")
+        .expect("byte-level vocabulary has the newline byte");
+    let piece = nxt_llm::engine::pieces::token_piece(engine.tokenizer(), newline);
+    assert_eq!(
+        (piece.text.as_str(), piece.bytes.as_slice()),
+        ("\n", &b"\n"[..])
+    );
+
+    let chat = post(
+        &server,
+        "/v1/chat/completions",
+        &serde_json::json!({
+            "model": engine.name(),
+            "messages": [{"role": "user", "content": "def f(x):\n    return x\n"}],
+            "max_tokens": 24, "temperature": 0.0, "logprobs": true,
+        }),
+    );
+    let choice = &chat["choices"][0];
+    let content = choice["message"]["content"].as_str().unwrap();
+    let entries = choice["logprobs"]["content"].as_array().unwrap();
+    assert_eq!(
+        entries.len() as u64,
+        chat["usage"]["completion_tokens"].as_u64().unwrap()
+    );
+    // The last token of a stopped completion is the end-of-sequence token, not in the text.
+    let text_entries = if choice["finish_reason"] == "stop" {
+        &entries[..entries.len() - 1]
+    } else {
+        &entries[..]
+    };
+    let mut bytes = Vec::new();
+    for e in text_entries {
+        let b: Vec<u8> = serde_json::from_value(e["bytes"].clone()).unwrap();
+        assert!(!b.is_empty(), "{e}");
+        let token = e["token"].as_str().unwrap();
+        if std::str::from_utf8(&b).is_ok() {
+            assert_eq!(token.as_bytes(), b.as_slice(), "{e}");
+        }
+        bytes.extend(b);
+    }
+    assert_eq!(String::from_utf8_lossy(&bytes), content);
+
+    let text = post(
+        &server,
+        "/v1/completions",
+        &serde_json::json!({
+            "model": engine.name(), "prompt": "x = 1\ny = 2\n",
+            "max_tokens": 16, "temperature": 0.0, "logprobs": 1,
+        }),
+    );
+    let choice = &text["choices"][0];
+    let tokens: Vec<String> = serde_json::from_value(choice["logprobs"]["tokens"].clone()).unwrap();
+    let values = choice["logprobs"]["token_logprobs"].as_array().unwrap();
+    assert_eq!(tokens.len(), values.len());
+    let n = if choice["finish_reason"] == "stop" {
+        tokens.len() - 1
+    } else {
+        tokens.len()
+    };
+    assert_eq!(tokens[..n].concat(), choice["text"].as_str().unwrap());
+    server.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -28,12 +28,15 @@
 //!   atomically under `out/checkpoint/`; rerunning the same settings continues from the
 //!   last one, bit for bit on the CPU; a changed setting is refused, naming it.
 //! - `--backend trl` ([`trl`]) writes an equivalent `sft.yaml`, runs a launcher command and
-//!   validates the adapter it wrote.
+//!   validates the adapter it wrote; step counts, losses and `metrics.jsonl` come from the
+//!   `trainer_state.json` transformers leaves. The launcher runs in a process group of its own
+//!   that dies with nxt, even on `kill -9` ([`launcher`]).
 
 pub mod config;
 pub mod data;
 pub mod embedded;
 pub mod error;
+pub mod launcher;
 pub mod loss;
 pub mod manifest;
 pub mod optim;

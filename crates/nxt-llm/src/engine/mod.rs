@@ -19,6 +19,7 @@ pub mod chat;
 pub mod config;
 pub mod hub;
 pub mod model;
+pub mod pieces;
 pub mod sampling;
 pub mod testing;
 
@@ -358,6 +359,27 @@ impl Generator for Engine {
         self.generate_from_ids(&prompt, req.n, &req.params)
     }
 
+    fn generate_with_pieces(
+        &self,
+        req: &GenerationRequest,
+    ) -> Result<Vec<(Completion, Option<Vec<crate::TokenPiece>>)>, LlmError> {
+        self.check(req.n, &req.params)?;
+        let prompt = self.encode_prompt(&req.prompt)?;
+        let want = req.params.logprobs;
+        Ok(self
+            .generate_ids(&prompt, req.n, &req.params)?
+            .into_iter()
+            .map(|(c, ids)| {
+                let pieces = want.then(|| {
+                    ids.iter()
+                        .map(|&id| pieces::token_piece(&self.tokenizer, id))
+                        .collect()
+                });
+                (c, pieces)
+            })
+            .collect())
+    }
+
     fn prompt_fit(&self, prompt: &Prompt) -> Option<Result<crate::PromptFit, LlmError>> {
         Some(self.encode_prompt(prompt).map(|ids| crate::PromptFit {
             prompt_tokens: ids.len(),
@@ -375,6 +397,20 @@ impl Engine {
         n: usize,
         p: &SamplingParams,
     ) -> Result<Vec<Completion>, LlmError> {
+        Ok(self
+            .generate_ids(prompt, n, p)?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect())
+    }
+
+    /// [`Engine::generate_from_ids`], with each completion's sampled token ids.
+    fn generate_ids(
+        &self,
+        prompt: &[u32],
+        n: usize,
+        p: &SamplingParams,
+    ) -> Result<Vec<(Completion, Vec<u32>)>, LlmError> {
         self.check(n, p)?;
         if let Some(&bad) = prompt
             .iter()
@@ -411,15 +447,18 @@ impl Engine {
                 finish: None,
             })
             .collect();
-        let done = |streams: Vec<Stream>| -> Vec<Completion> {
+        let done = |streams: Vec<Stream>| -> Vec<(Completion, Vec<u32>)> {
             streams
                 .into_iter()
-                .map(|s| Completion {
-                    text: s.text,
-                    prompt_tokens: prompt.len(),
-                    completion_tokens: s.tokens.len(),
-                    finish_reason: s.finish.unwrap_or(FinishReason::Length),
-                    logprobs: p.logprobs.then_some(s.logprobs),
+                .map(|s| {
+                    let c = Completion {
+                        text: s.text,
+                        prompt_tokens: prompt.len(),
+                        completion_tokens: s.tokens.len(),
+                        finish_reason: s.finish.unwrap_or(FinishReason::Length),
+                        logprobs: p.logprobs.then_some(s.logprobs),
+                    };
+                    (c, s.tokens)
                 })
                 .collect()
         };

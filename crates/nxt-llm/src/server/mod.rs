@@ -45,7 +45,7 @@ use crate::openai::wire::{
 };
 use crate::{
     ChatMessage, Completion, FinishReason, GenerationRequest, Generator, LlmError, Prompt,
-    SamplingParams,
+    SamplingParams, TokenPiece,
 };
 
 /// Settings of the server.
@@ -869,7 +869,7 @@ async fn handle(state: Arc<AppState>, body: Bytes, chat: bool) -> Result<Respons
     // The permits move into the blocking task: a slot is freed when generation really ends,
     // even if the client has gone away.
     let completions = tokio::task::spawn_blocking(move || {
-        let out = generator.generate(&req);
+        let out = generator.generate_with_pieces(&req);
         drop((running, admitted));
         out
     })
@@ -901,35 +901,48 @@ fn response_body(
     id: u64,
     chat: bool,
     request: &GenerationRequest,
-    completions: Vec<Completion>,
+    completions: Vec<(Completion, Option<Vec<TokenPiece>>)>,
 ) -> ResponseBody {
-    let prompt_tokens = completions.first().map(|c| c.prompt_tokens).unwrap_or(0) as u64;
-    let completion_tokens: u64 = completions.iter().map(|c| c.completion_tokens as u64).sum();
+    let prompt_tokens = completions.first().map(|c| c.0.prompt_tokens).unwrap_or(0) as u64;
+    let completion_tokens: u64 = completions
+        .iter()
+        .map(|c| c.0.completion_tokens as u64)
+        .sum();
     let want_logprobs = request.params.logprobs;
     let choices = completions
         .into_iter()
         .enumerate()
-        .map(|(index, c)| {
+        .map(|(index, (c, pieces))| {
             let finish = match c.finish_reason {
                 FinishReason::Stop => "stop",
                 FinishReason::Length => "length",
             };
             let logprobs = match (want_logprobs, c.logprobs) {
-                (true, Some(values)) if chat => Some(ChoiceLogprobs {
-                    content: Some(
-                        values
-                            .into_iter()
-                            .map(|logprob| TokenLogprob {
-                                token: String::new(),
-                                logprob,
-                                bytes: None,
-                                top_logprobs: Vec::new(),
-                            })
-                            .collect(),
-                    ),
-                    ..Default::default()
-                }),
+                (true, Some(values)) if chat => {
+                    let mut pieces = pieces.unwrap_or_default().into_iter();
+                    Some(ChoiceLogprobs {
+                        content: Some(
+                            values
+                                .into_iter()
+                                .map(|logprob| {
+                                    let piece = pieces.next();
+                                    TokenLogprob {
+                                        token: piece
+                                            .as_ref()
+                                            .map(|p| p.text.clone())
+                                            .unwrap_or_default(),
+                                        logprob,
+                                        bytes: piece.map(|p| p.bytes),
+                                        top_logprobs: Vec::new(),
+                                    }
+                                })
+                                .collect(),
+                        ),
+                        ..Default::default()
+                    })
+                }
                 (true, Some(values)) => Some(ChoiceLogprobs {
+                    tokens: pieces.map(|p| p.into_iter().map(|p| p.text).collect()),
                     token_logprobs: Some(values.into_iter().map(Some).collect()),
                     ..Default::default()
                 }),
