@@ -225,8 +225,36 @@ fn trl_backend_hands_off_to_the_launcher_and_validates_its_adapter() {
     .unwrap();
     assert_eq!(cfg["r"], 8);
     assert_eq!(cfg["use_rslora"], true);
-    // 6 examples, batch 2, 2 epochs = 6 steps.
+    // 6 examples, batch 2, 2 epochs = 6 steps: read from the trainer_state.json of the
+    // launcher's final checkpoint (the stand-in leaves only what TRL leaves).
     assert!(stdout.contains("steps:              6"), "{stdout}");
+    assert!(out.join("trl/checkpoint-6/trainer_state.json").exists());
+    assert!(!out.join("trl/train_summary.json").exists());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("train_summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["steps"], 6);
+    assert!(
+        summary["final_loss"].as_f64().is_some_and(f64::is_finite),
+        "{summary}"
+    );
+    // The launcher's log_history as nxt metrics lines, for the report's training curves.
+    let metrics: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(metrics.len(), 6);
+    for (i, m) in metrics.iter().enumerate() {
+        assert_eq!(m["step"], i as u64 + 1);
+        for key in ["epoch", "loss", "lr", "grad_norm"] {
+            assert!(m[key].as_f64().is_some_and(f64::is_finite), "{key}: {m}");
+        }
+    }
+    assert!(
+        !out.join("launcher.json").exists(),
+        "the launcher's record outlived it"
+    );
 
     // A failing launcher: its exit status and last output in the error.
     let out2 = dir.join("out-fail");
@@ -244,5 +272,121 @@ fn trl_backend_hands_off_to_the_launcher_and_validates_its_adapter() {
         err.contains("exit status: 3") && err.contains("CUDA out of memory"),
         "{err}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet).
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|s| s == "Z" || s == "X"),
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The launcher runs in a process group of its own that does not outlive nxt: `kill -9` of
+/// nxt takes the launcher's grandchild with it; one that ignores SIGTERM survives that and is
+/// stopped by the rerun (which says so, then trains to the end); SIGTERM to nxt is forwarded
+/// to the group and nxt then dies of it, its record of the group removed.
+#[test]
+fn the_launchers_process_group_does_not_outlive_nxt() {
+    let dir = tmp("pgroup");
+    let (model, data) = setup(&dir);
+    let script = dir.join("standin.py");
+    std::fs::write(&script, STANDIN).unwrap();
+    let python = std::env::var("NXT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let launcher = format!("{python} {} {{config}}", script.display());
+    let flags = ["--lora-r", "4", "--max-steps", "3", "--batch-size", "2"];
+    let out = dir.join("out");
+    let start = |hang: Option<&str>, pidfile: &Path| {
+        let _ = std::fs::remove_file(pidfile);
+        let mut c = train_cmd(&model, &data, &out, &flags);
+        c.args(["--backend", "trl", "--launcher", &launcher])
+            .env("NXT_BIN", env!("CARGO_BIN_EXE_nxt"))
+            .env("STANDIN_PIDFILE", pidfile)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if let Some(h) = hang {
+            c.env("STANDIN_HANG", h);
+        }
+        let child = c.spawn().unwrap();
+        wait_until("the stand-in's grandchild", Duration::from_secs(60), || {
+            pidfile.exists()
+        });
+        let pid: i32 = std::fs::read_to_string(pidfile).unwrap().parse().unwrap();
+        (child, pid)
+    };
+    let record = out.join("launcher.json");
+
+    // kill -9 of nxt: the group gets SIGTERM from its supervisor and the grandchild dies.
+    let pidfile = dir.join("grandchild-1");
+    let (mut nxt, grandchild) = start(Some("1"), &pidfile);
+    assert!(!gone(grandchild));
+    assert!(record.exists(), "no record of the launcher's group");
+    nxt.kill().unwrap();
+    nxt.wait().unwrap();
+    wait_until("the grandchild to die", Duration::from_secs(10), || {
+        gone(grandchild)
+    });
+
+    // A grandchild that ignores SIGTERM survives the kill; the rerun stops it first.
+    let pidfile = dir.join("grandchild-2");
+    let (mut nxt, stubborn) = start(Some("ignore-term"), &pidfile);
+    nxt.kill().unwrap();
+    nxt.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !gone(stubborn),
+        "the SIGTERM-ignoring grandchild died early"
+    );
+    let mut c = train_cmd(&model, &data, &out, &flags);
+    c.args(["--backend", "trl", "--launcher", &launcher])
+        .env("NXT_BIN", env!("CARGO_BIN_EXE_nxt"));
+    let o = c.output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the launcher of an earlier run is still running"),
+        "{stderr}"
+    );
+    assert!(gone(stubborn), "the rerun left the earlier group alive");
+    assert!(!record.exists());
+
+    // SIGTERM to nxt is forwarded to the group; nxt dies of it once the group has stopped.
+    let out2 = dir.join("out-term");
+    let pidfile = dir.join("grandchild-3");
+    let _ = std::fs::remove_file(&pidfile);
+    let mut c = train_cmd(&model, &data, &out2, &flags);
+    c.args(["--backend", "trl", "--launcher", &launcher])
+        .env("NXT_BIN", env!("CARGO_BIN_EXE_nxt"))
+        .env("STANDIN_PIDFILE", &pidfile)
+        .env("STANDIN_HANG", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut nxt = c.spawn().unwrap();
+    wait_until("the stand-in's grandchild", Duration::from_secs(60), || {
+        pidfile.exists()
+    });
+    let grandchild: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    let st = Command::new("kill")
+        .args(["-TERM", &nxt.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let status = nxt.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(15), "{status}");
+    assert!(gone(grandchild), "SIGTERM was not forwarded to the group");
+    assert!(!out2.join("launcher.json").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
