@@ -1,5 +1,12 @@
 //! Known dataset files: where they live in a data directory, where they come from upstream,
 //! and their pinned sha256; data-directory resolution and download.
+//!
+//! Every upstream URL names a commit or a release tag, not a branch (a commit upstream cannot
+//! break `nxt data fetch`); the commit of each GitHub file is the one whose content has the
+//! pinned sha256 (HumanEval: openai/human-eval 463c980b, the file's only version; HumanEvalFix:
+//! bigcode-project/octopack 526627ac, its latest change; MBPP full and sanitized:
+//! google-research/google-research 30adf0ec). Downloads use reqwest's blocking client, the
+//! workspace's one HTTP client (see `nxt-llm`'s crate doc for the measurement).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -17,7 +24,9 @@ pub struct DatasetFile {
     pub description: &'static str,
     /// Path relative to the data directory.
     pub rel_path: &'static str,
-    /// Pinned upstream URL.
+    /// Pinned upstream URL: a file at a commit (`raw.githubusercontent.com/{owner}/{repo}/{commit}/...`)
+    /// or a release asset of a tag, never a branch head, so an upstream commit cannot change
+    /// what is fetched (the sha256 is checked as well).
     pub url: &'static str,
     /// sha256 (hex) of the exact file.
     pub sha256: &'static str,
@@ -33,7 +42,7 @@ pub const DATASETS: &[DatasetFile] = &[
         name: "humaneval",
         description: "HumanEval (OpenAI)",
         rel_path: "humaneval/HumanEval.jsonl.gz",
-        url: "https://github.com/openai/human-eval/raw/master/data/HumanEval.jsonl.gz",
+        url: "https://raw.githubusercontent.com/openai/human-eval/463c980b59e818ace59f6f9803cd92c749ceae61/data/HumanEval.jsonl.gz",
         sha256: "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef",
         records: 164,
         license: "MIT",
@@ -42,7 +51,7 @@ pub const DATASETS: &[DatasetFile] = &[
         name: "mbpp",
         description: "MBPP, full release",
         rel_path: "mbpp/mbpp.jsonl",
-        url: "https://raw.githubusercontent.com/google-research/google-research/master/mbpp/mbpp.jsonl",
+        url: "https://raw.githubusercontent.com/google-research/google-research/30adf0ec5f35f9609c2f1d896005e184195d9146/mbpp/mbpp.jsonl",
         sha256: "ccf64ceae9c5403bf50a044cb6d505bfd2a2963ee58338ba268fd65beab92a9f",
         records: 974,
         license: "CC-BY-4.0",
@@ -51,7 +60,7 @@ pub const DATASETS: &[DatasetFile] = &[
         name: "mbpp-sanitized",
         description: "MBPP, sanitized subset",
         rel_path: "mbpp/sanitized-mbpp.json",
-        url: "https://raw.githubusercontent.com/google-research/google-research/master/mbpp/sanitized-mbpp.json",
+        url: "https://raw.githubusercontent.com/google-research/google-research/30adf0ec5f35f9609c2f1d896005e184195d9146/mbpp/sanitized-mbpp.json",
         sha256: "ca95deaa9a01ef0a6f439f88bcf0dd3db3563d22f22aad6cae04ebb9a8d8c8e9",
         records: 427,
         license: "CC-BY-4.0",
@@ -60,7 +69,7 @@ pub const DATASETS: &[DatasetFile] = &[
         name: "humanevalfix",
         description: "HumanEvalFix (HumanEvalPack, Python)",
         rel_path: "humanevalfix/humanevalpack_python.jsonl",
-        url: "https://raw.githubusercontent.com/bigcode-project/octopack/main/evaluation/create/humaneval-x/data/python/data/humanevalpack.jsonl",
+        url: "https://raw.githubusercontent.com/bigcode-project/octopack/526627ac7b6b6ec1a2b19a20822fbcf16be35162/evaluation/create/humaneval-x/data/python/data/humanevalpack.jsonl",
         sha256: "b1376d72be4bd016a62ad043d9de3846edb8d63edf1222da802a31330c14c3a7",
         records: 164,
         license: "MIT",
@@ -202,6 +211,18 @@ pub fn sha256_bytes(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// A reqwest error with its causes (its Display alone says little).
+fn describe(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -246,14 +267,18 @@ pub fn fetch(data_dir: &Path, file: &DatasetFile, url: Option<&str>) -> Result<P
             local_copy_hint(file)
         ),
     };
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .timeout_global(Some(std::time::Duration::from_secs(300)))
-            .timeout_connect(Some(std::time::Duration::from_secs(20)))
-            .build(),
-    );
-    let response = agent.get(url).call().map_err(|e| dl_err(e.to_string()))?;
-    let mut reader = response.into_body().into_reader();
+    let client = reqwest::blocking::Client::builder()
+        .user_agent(concat!("nxt/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(20))
+        .timeout(std::time::Duration::from_secs(300))
+        .build()
+        .map_err(|e| dl_err(describe(&e)))?;
+    let response = client.get(url).send().map_err(|e| dl_err(describe(&e)))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(dl_err(format!("HTTP {status}")));
+    }
+    let mut reader = response;
     let tmp = parent.join(format!(
         ".{}.part",
         dest.file_name()
@@ -314,12 +339,103 @@ mod tests {
     }
 
     #[test]
+    fn fetch_refuses_an_error_status_and_leaves_nothing_behind() {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/mbpp.jsonl", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let body = "404: Not Found";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let file = dataset_file("mbpp").unwrap();
+        let e = fetch(dir.path(), file, Some(&url)).unwrap_err();
+        server.join().unwrap();
+        let msg = e.to_string();
+        assert!(matches!(e, DataError::Download { .. }), "{msg}");
+        assert!(msg.contains("404") && msg.contains(&url), "{msg}");
+        assert!(!dir.path().join(file.rel_path).exists());
+        let parent = dir.path().join(file.rel_path);
+        let leftovers: Vec<_> = std::fs::read_dir(parent.parent().unwrap())
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
     fn locate_missing_names_the_path_and_the_fix() {
         let dir = tempfile::tempdir().unwrap();
         let e = locate(dir.path(), "humaneval").unwrap_err().to_string();
         assert!(
             e.contains("HumanEval.jsonl.gz") && e.contains("nxt data fetch humaneval"),
             "{e}"
+        );
+    }
+
+    /// The commit or tag a dataset URL pins, if it pins one.
+    fn pinned_revision(url: &str) -> Option<&str> {
+        if let Some(rest) = url.strip_prefix("https://raw.githubusercontent.com/") {
+            // owner/repo/<commit>/path
+            let rev = rest.split('/').nth(2)?;
+            let commit = rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit());
+            return commit.then_some(rev);
+        }
+        if let Some(rest) = url.strip_prefix("https://github.com/") {
+            // owner/repo/releases/download/<tag>/asset
+            let parts: Vec<&str> = rest.split('/').collect();
+            if parts.len() == 6 && parts[2] == "releases" && parts[3] == "download" {
+                let tag = parts[4];
+                let version = tag.strip_prefix('v').unwrap_or(tag);
+                let semver = !version.is_empty()
+                    && version
+                        .split('.')
+                        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+                return semver.then_some(tag);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn every_url_pins_a_commit_or_a_release_tag() {
+        for d in DATASETS {
+            let rev = pinned_revision(d.url)
+                .unwrap_or_else(|| panic!("{}: {} names no commit or release tag", d.name, d.url));
+            assert!(
+                !["master", "main", "HEAD"].contains(&rev),
+                "{}: {rev}",
+                d.name
+            );
+            assert!(
+                d.sha256.len() == 64 && d.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{}: the sha256 stays pinned",
+                d.name
+            );
+        }
+        // The check itself tells branch URLs from pinned ones.
+        assert_eq!(
+            pinned_revision("https://raw.githubusercontent.com/google-research/google-research/master/mbpp/mbpp.jsonl"),
+            None
+        );
+        assert_eq!(
+            pinned_revision(
+                "https://github.com/openai/human-eval/raw/master/data/HumanEval.jsonl.gz"
+            ),
+            None
+        );
+        assert_eq!(
+            pinned_revision("https://github.com/evalplus/humanevalplus_release/releases/download/v0.1.10/HumanEvalPlus.jsonl.gz"),
+            Some("v0.1.10")
         );
     }
 

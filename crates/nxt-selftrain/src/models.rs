@@ -117,22 +117,18 @@ impl Models {
 /// name in `GET /v1/models` is not loaded again (a resumed run).
 pub fn load_adapter(url: &str, name: &str, path: &Path) -> Result<(), SelftrainError> {
     let base = url.trim_end_matches('/');
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(600)))
-        .http_status_as_error(false)
-        .build()
-        .into();
     let server_err = |m: String| SelftrainError::Server {
         url: url.to_string(),
         message: m,
     };
-    let mut listed = agent
-        .get(&format!("{base}/models"))
-        .call()
-        .map_err(|e| server_err(format!("GET /models: {e}")))?;
-    let text = listed
-        .body_mut()
-        .read_to_string()
+    let agent = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .map_err(|e| server_err(format!("HTTP client: {e}")))?;
+    let text = agent
+        .get(format!("{base}/models"))
+        .send()
+        .and_then(|r| r.text())
         .map_err(|e| server_err(format!("GET /models: {e}")))?;
     let models: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     let already = models["data"]
@@ -142,13 +138,14 @@ pub fn load_adapter(url: &str, name: &str, path: &Path) -> Result<(), SelftrainE
         return Ok(());
     }
     let body = serde_json::json!({"lora_name": name, "lora_path": path.display().to_string()});
-    let mut resp = agent
-        .post(&format!("{base}/load_lora_adapter"))
+    let resp = agent
+        .post(format!("{base}/load_lora_adapter"))
         .header("content-type", "application/json")
-        .send(body.to_string())
+        .body(body.to_string())
+        .send()
         .map_err(|e| server_err(format!("POST /load_lora_adapter: {e}")))?;
     let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    let text = resp.text().unwrap_or_default();
     if !(200..300).contains(&status) {
         return Err(server_err(format!(
             "POST /load_lora_adapter {name} from {}: HTTP {status}: {} (vLLM needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and --enable-lora --max-lora-rank >= r)",

@@ -450,11 +450,9 @@ fn a_server_samples_and_hosts_each_iterations_adapter() {
     assert_eq!(iterations[1]["sampled_from"], "iter-1", "{}", iterations[1]);
 
     // The server now lists each iteration's adapter with the base as its parent.
-    let body = ureq::get(&format!("{url}/models"))
-        .call()
+    let body = reqwest::blocking::get(format!("{url}/models"))
         .expect("GET /v1/models")
-        .body_mut()
-        .read_to_string()
+        .text()
         .expect("models body");
     let models: Value = serde_json::from_str(&body).expect("models json");
     let listed: Vec<(String, String)> = models["data"]

@@ -18,6 +18,14 @@
 //! and CPU per request as raw hyper on loopback (see `docs/BENCHMARKS.md`), with TLS, proxies
 //! and timeouts handled. The client owns a small tokio runtime so that it can implement the
 //! blocking [`Generator`] trait; async callers can use [`OpenAiClient::generate_async`].
+//!
+//! reqwest 0.12 is the one HTTP client of the workspace: the hub downloads
+//! (`engine::hub`, async, on a runtime of their own), `nxt-data`'s dataset fetch and
+//! `nxt-selftrain`'s adapter loading (its blocking API) use it too. Measured with `cargo tree
+//! -e normal -p nxt-cli`: ureq 3 beside it added 3 crates (ureq, ureq-proto, utf8-zero; it
+//! shared rustls and webpki-roots), reqwest's blocking API adds 2 (futures-io, futures-sink),
+//! and tokio/hyper are compiled for this client and the server anyway; so one client costs no
+//! more than two, with one set of TLS, proxy and timeout behaviour.
 
 pub mod wire;
 
