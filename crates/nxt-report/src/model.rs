@@ -133,23 +133,31 @@ pub struct Funnel {
     pub after_dedupe: Option<u64>,
     /// After the per-task cap.
     pub after_cap: Option<u64>,
-    /// After the faithfulness filter.
+    /// Passing samples whose rationale contradicts the trace (counted under either keep
+    /// rule).
+    pub unfaithful: Option<u64>,
+    /// Passing samples left after the faithfulness filter (before dedupe).
     pub after_faithful: Option<u64>,
     /// Tokens in the training set.
     pub training_tokens: Option<u64>,
 }
 
 impl Funnel {
-    /// The sample/task stages in order, with their labels.
-    pub fn stages(&self) -> [(&'static str, Option<u64>); 6] {
-        [
+    /// The sample/task stages in the order the keep step applies them, with their labels;
+    /// `faithful_filter` (`keep = "passing-and-faithful"`) adds the faithfulness filter
+    /// between the passing samples and dedupe.
+    pub fn stages(&self, faithful_filter: bool) -> Vec<(&'static str, Option<u64>)> {
+        let mut v = vec![
             ("tasks attempted", self.tasks_attempted),
             ("tasks with a pass", self.tasks_with_pass),
             ("passing samples", self.passing_samples),
-            ("after dedupe", self.after_dedupe),
-            ("after per-task cap", self.after_cap),
-            ("after faithfulness", self.after_faithful),
-        ]
+        ];
+        if faithful_filter {
+            v.push(("after faithfulness filter", self.after_faithful));
+        }
+        v.push(("after dedupe", self.after_dedupe));
+        v.push(("after per-task cap", self.after_cap));
+        v
     }
 }
 

@@ -10,7 +10,7 @@ use crate::plots::{
     bar_chart, box_chart, color, line_chart, BarChart, BoxChart, BoxRow, LineChart, Series, GREY,
 };
 use crate::run::{EvalView, IterView, LoadedRun, Metric, Run, SelftrainView, Value95};
-use crate::store::{trace_block, SampleRecord, StoreData};
+use crate::store::{trace_block, ContradictedClaim, LengthUnit, SampleRecord, StoreData};
 use crate::ReportError;
 
 /// The rendered page and what it holds.
@@ -512,18 +512,26 @@ fn selftrain_sections(
     if with_funnel.is_empty() {
         body.push_str(&missing("no iteration recorded its data funnel"));
     } else {
+        let keep_rule = s
+            .results
+            .config
+            .as_ref()
+            .and_then(|c| c.pointer("/keep/keep"))
+            .and_then(|k| k.as_str())
+            .unwrap_or("passing");
+        let faithful_filter = keep_rule == "passing-and-faithful";
         let stages = with_funnel[0]
             .it
             .funnel
             .clone()
             .unwrap_or_default()
-            .stages();
+            .stages(faithful_filter);
         let recorded: Vec<usize> = (0..stages.len())
             .filter(|&k| {
                 with_funnel.iter().any(|i| {
                     i.it.funnel
                         .as_ref()
-                        .is_some_and(|f| f.stages()[k].1.is_some())
+                        .is_some_and(|f| f.stages(faithful_filter)[k].1.is_some())
                 })
             })
             .collect();
@@ -535,7 +543,11 @@ fn selftrain_sections(
             groups: with_funnel
                 .iter()
                 .map(|i| {
-                    let f = i.it.funnel.clone().unwrap_or_default().stages();
+                    let f =
+                        i.it.funnel
+                            .clone()
+                            .unwrap_or_default()
+                            .stages(faithful_filter);
                     (
                         format!("iter {}", i.number),
                         color(i.number.saturating_sub(1)),
@@ -552,20 +564,45 @@ fn selftrain_sections(
             width: 860,
             integer_values: true,
         })?;
-        body.push_str(&page.plot(svg, "Tasks attempted, tasks with at least one passing sample, then samples: passing, after deduplication, after the per-task cap, after the faithfulness filter."));
+        let caption = if faithful_filter {
+            "Tasks attempted, tasks with at least one passing sample, then samples: passing, after the faithfulness filter (keep = \"passing-and-faithful\" drops passing samples whose rationale contradicts the trace), after deduplication, after the per-task cap."
+        } else {
+            "Tasks attempted, tasks with at least one passing sample, then samples: passing, after deduplication, after the per-task cap."
+        };
+        body.push_str(&page.plot(svg, caption));
         let mut header = vec!["stage".to_string()];
         header.extend(with_funnel.iter().map(|i| format!("iter {}", i.number)));
         let mut rows: Vec<Vec<String>> = (0..stages.len())
             .map(|k| {
                 let mut r = vec![esc(stages[k].0)];
-                r.extend(
-                    with_funnel
-                        .iter()
-                        .map(|i| opt(i.it.funnel.as_ref().and_then(|f| f.stages()[k].1))),
-                );
+                r.extend(with_funnel.iter().map(|i| {
+                    opt(i
+                        .it
+                        .funnel
+                        .as_ref()
+                        .and_then(|f| f.stages(faithful_filter)[k].1))
+                }));
                 r
             })
             .collect();
+        if with_funnel
+            .iter()
+            .any(|i| i.it.funnel.as_ref().is_some_and(|f| f.unfaithful.is_some()))
+        {
+            let mut u = vec![if faithful_filter {
+                "passing but unfaithful (dropped)".to_string()
+            } else {
+                esc(&format!(
+                    "passing but unfaithful (kept: keep = \"{keep_rule}\")"
+                ))
+            }];
+            u.extend(
+                with_funnel
+                    .iter()
+                    .map(|i| opt(i.it.funnel.as_ref().and_then(|f| f.unfaithful))),
+            );
+            rows.insert(3, u);
+        }
         let mut tok = vec!["training tokens".to_string()];
         tok.extend(
             with_funnel
@@ -773,9 +810,12 @@ fn lengths_section(page: &mut Page, run: &LoadedRun) -> Result<(), ReportError> 
     // (name, store, the tasks of it that count: None = all).
     type Tasks<'a> = Option<&'a BTreeSet<String>>;
     let mut stores: Vec<(String, &StoreData, Tasks<'_>)> = Vec::new();
+    // The stores the length plots draw from, with what their lengths count.
+    let mut units: Vec<(String, &LengthUnit)> = Vec::new();
     match &run.run {
         Run::Eval(e) => {
             if let Some(st) = &e.store {
+                units.push((e.label.clone(), &st.length_unit));
                 groups.extend(length_groups("", st, None, &|_| true));
                 stores.push((e.label.clone(), st, None));
             }
@@ -785,6 +825,10 @@ fn lengths_section(page: &mut Page, run: &LoadedRun) -> Result<(), ReportError> 
             for it in &s.iterations {
                 if let Some(st) = &it.sample_store {
                     kept_known &= it.kept.is_some();
+                    units.push((
+                        format!("iter {} train-side sampling", it.number),
+                        &st.length_unit,
+                    ));
                     groups.extend(length_groups(
                         &format!("iter {}", it.number),
                         st,
@@ -820,6 +864,21 @@ fn lengths_section(page: &mut Page, run: &LoadedRun) -> Result<(), ReportError> 
     if groups.is_empty() {
         body.push_str(&missing("no sample store: no length distributions"));
     } else {
+        let all_tokens = units
+            .iter()
+            .all(|(_, u)| matches!(u, LengthUnit::Tokens { .. }));
+        let all_chars = units
+            .iter()
+            .all(|(_, u)| matches!(u, LengthUnit::Characters { .. }));
+        let unit = if all_tokens {
+            "tokens"
+        } else if all_chars {
+            "characters"
+        } else {
+            "tokens or characters, see below"
+        };
+        let rationale_unit = format!("rationale ({unit})");
+        let program_unit = format!("fixed program ({unit})");
         body.push_str("<div class=\"grid2\">");
         type Get = fn(&SampleRecord) -> Option<f64>;
         let panels: [(&str, &str, Get); 4] = [
@@ -829,11 +888,11 @@ fn lengths_section(page: &mut Page, run: &LoadedRun) -> Result<(), ReportError> 
             ("Completion length", "completion (tokens)", |r| {
                 Some(r.completion_tokens as f64)
             }),
-            ("Rationale length", "rationale (characters)", |r| {
-                r.rationale_chars.map(|v| v as f64)
+            ("Rationale length", &rationale_unit, |r| {
+                r.rationale_len.map(|v| v as f64)
             }),
-            ("Fixed-program length", "fixed program (characters)", |r| {
-                r.program_chars.map(|v| v as f64)
+            ("Fixed-program length", &program_unit, |r| {
+                r.program_len.map(|v| v as f64)
             }),
         ];
         for (title, unit, get) in panels {
@@ -855,7 +914,27 @@ fn lengths_section(page: &mut Page, run: &LoadedRun) -> Result<(), ReportError> 
             body.push_str(&page.plot(svg, &format!("{title}: box from the first to the third quartile, line at the median, whiskers to 1.5 IQR, dots beyond.")));
         }
         body.push_str("</div>");
-        body.push_str("<p class=\"note\">Token counts are the backend's; rationale and program lengths are characters of the parsed parts (a completion that did not parse has neither).</p>");
+        body.push_str("<p class=\"note\">Prompt and completion tokens are the backend's counts; rationale and program lengths are of the parsed parts (a completion that did not parse has neither), counted with the run's tokenizer where it is at hand.</p>");
+        let in_chars: Vec<String> = units
+            .iter()
+            .filter_map(|(name, u)| match u {
+                LengthUnit::Characters { why } => Some(format!("{name}: {why}")),
+                LengthUnit::Tokens { .. } => None,
+            })
+            .collect();
+        if !in_chars.is_empty() {
+            body.push_str(&missing(&format!(
+                "rationale and program lengths in characters, not tokens, for {} (no tokenizer at hand: {})",
+                if all_chars { "every store" } else { "some stores" },
+                in_chars.join("; ")
+            )));
+        } else if let Some((_, LengthUnit::Tokens { tokenizer })) = units.first() {
+            let _ = write!(
+                body,
+                "<p class=\"note\">Tokenizer: <code>{}</code>.</p>",
+                esc(&tokenizer.display().to_string())
+            );
+        }
     }
     if !stores.is_empty() {
         let rows: Vec<Vec<String>> = stores
@@ -898,6 +977,316 @@ fn lengths_section(page: &mut Page, run: &LoadedRun) -> Result<(), ReportError> 
         "Lengths, truncation and parse failures".into(),
         body,
     ));
+    Ok(())
+}
+
+/// Contradicted claims listed per evaluation on the page; the rest are counted.
+pub const CLAIMS_SHOWN: usize = 20;
+
+/// One evaluation (or train-side sampling) in the faithfulness section.
+struct FaithRow<'a> {
+    label: String,
+    store: &'a StoreData,
+    /// The tasks that count (None: all).
+    tasks: Option<&'a BTreeSet<String>>,
+    /// pass@1 as the headline computes it (None: train-side, from the records).
+    pass1: Option<Value95>,
+}
+
+/// Faithfulness counts of one side (fix passed or failed): checked, faithful, unfaithful,
+/// no claim.
+#[derive(Default, Clone, Copy)]
+struct FaithCounts {
+    checked: usize,
+    faithful: usize,
+    unfaithful: usize,
+    no_claim: usize,
+}
+
+impl FaithCounts {
+    fn add(&mut self, verdict: &str) {
+        self.checked += 1;
+        match verdict {
+            "faithful" => self.faithful += 1,
+            "unfaithful" => self.unfaithful += 1,
+            _ => self.no_claim += 1,
+        }
+    }
+
+    fn rates(&self) -> [f64; 3] {
+        let n = self.checked.max(1) as f64;
+        [
+            self.faithful as f64 / n,
+            self.unfaithful as f64 / n,
+            self.no_claim as f64 / n,
+        ]
+    }
+
+    fn cells(&self) -> [String; 4] {
+        let [f, u, c] = self.rates();
+        let cell = |r: f64, k: usize| {
+            if self.checked == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.1} ({k})", 100.0 * r)
+            }
+        };
+        [
+            self.checked.to_string(),
+            cell(f, self.faithful),
+            cell(u, self.unfaithful),
+            cell(c, self.no_claim),
+        ]
+    }
+}
+
+/// The evaluations of a run whose stores are at hand, in page order, for the faithfulness
+/// section: an eval run itself; a self-training run's base dev, then per iteration its
+/// train-side sampling (the hard tasks it decided on) and dev, then the test evaluations.
+fn faith_rows(run: &LoadedRun) -> Vec<FaithRow<'_>> {
+    fn of(e: &EvalView) -> Option<FaithRow<'_>> {
+        Some(FaithRow {
+            label: e.label.clone(),
+            store: e.store.as_ref()?,
+            tasks: None,
+            pass1: e.metric(Metric::PassAt(1)),
+        })
+    }
+    match &run.run {
+        Run::Eval(e) => of(e).into_iter().collect(),
+        Run::Selftrain(s) => {
+            let mut rows: Vec<FaithRow<'_>> = s
+                .base_dev
+                .iter()
+                .chain(s.base_dev_no_trace.iter())
+                .filter_map(of)
+                .collect();
+            for it in &s.iterations {
+                if let Some(st) = &it.sample_store {
+                    rows.push(FaithRow {
+                        label: format!("iter {} train-side sampling", it.number),
+                        store: st,
+                        tasks: it.decided_tasks.as_ref(),
+                        pass1: None,
+                    });
+                }
+                rows.extend(it.dev.iter().chain(it.dev_no_trace.iter()).filter_map(of));
+            }
+            rows.extend(
+                s.test_base
+                    .values()
+                    .chain(s.test_best.values())
+                    .flat_map(|(a, b)| a.iter().chain(b.iter()))
+                    .filter_map(of),
+            );
+            rows
+        }
+    }
+}
+
+fn claims_table(claims: &[ContradictedClaim]) -> String {
+    let rows: Vec<Vec<String>> = claims
+        .iter()
+        .take(CLAIMS_SHOWN)
+        .map(|c| {
+            let fix = match c.passed {
+                Some(true) => "<span class=\"pass\">passed</span>",
+                Some(false) => "<span class=\"fail\">failed</span>",
+                None => "not graded",
+            };
+            let trace = match &c.evidence {
+                Some(ev) => {
+                    let step = ev.step.map(|s| format!(" step {s}")).unwrap_or_default();
+                    format!(
+                        "<code>line {}{}: {}</code><br><span class=\"note\">the trace shows {}</span>",
+                        ev.line,
+                        esc(&step),
+                        esc(&clip(&ev.source, 120)),
+                        esc(&clip(&ev.shows, 120))
+                    )
+                }
+                None => "-".into(),
+            };
+            vec![
+                esc(&c.task_id),
+                c.idx.to_string(),
+                fix.to_string(),
+                format!("<q>{}</q>", esc(&clip(&c.text, 160))),
+                esc(&clip(&c.reason, 160)),
+                trace,
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "task".into(),
+            "sample".into(),
+            "fix".into(),
+            "claim in the rationale".into(),
+            "why contradicted".into(),
+            "trace line".into(),
+        ],
+        &rows,
+        "claims",
+    )
+}
+
+fn faithfulness_section(
+    page: &mut Page,
+    run: &LoadedRun,
+    notes: &mut Vec<String>,
+) -> Result<(), ReportError> {
+    let mut body = String::new();
+    let rows = faith_rows(run);
+    let checked: Vec<(&FaithRow<'_>, FaithCounts, FaithCounts, usize)> =
+        rows.iter()
+            .filter_map(|r| {
+                let mut passed = FaithCounts::default();
+                let mut failed = FaithCounts::default();
+                let mut unchecked = 0;
+                for s in r.store.samples.iter().filter(|s| {
+                    s.kind == "sample" && r.tasks.is_none_or(|t| t.contains(&s.task_id))
+                }) {
+                    let side = if s.passed == Some(true) {
+                        &mut passed
+                    } else {
+                        &mut failed
+                    };
+                    match &s.faithfulness {
+                        Some(v) => side.add(v),
+                        None => unchecked += (s.parsed == Some(true)) as usize,
+                    }
+                }
+                (passed.checked + failed.checked > 0).then_some((r, passed, failed, unchecked))
+            })
+            .collect();
+    if checked.is_empty() {
+        let why = if rows.is_empty() {
+            "no run store is at hand"
+        } else if rows.iter().all(|r| !r.store.has_faithfulness) {
+            "the run stores have no faithfulness table (written before the check existed)"
+        } else {
+            "the run stores hold no faithfulness verdicts yet (the check runs after grading)"
+        };
+        notes.push(format!("no rationale faithfulness verdicts: {why}"));
+        body.push_str(&missing(&format!("no rationale faithfulness verdicts in this run: {why}. nxt eval checks every parsed rationale's execution claims against the trace (nxt-faithful) and stores the verdicts per sample.")));
+        page.sections
+            .push(("faithfulness".into(), "Rationale faithfulness".into(), body));
+        return Ok(());
+    }
+    // Stacked bars: per evaluation and fix verdict, the share of each rationale verdict.
+    let mut categories = Vec::new();
+    let mut values: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    for (r, passed, failed, _) in &checked {
+        for (side, c) in [("fix passed", passed), ("fix failed", failed)] {
+            if c.checked == 0 {
+                continue;
+            }
+            categories.push(format!("{} · {side} (n={})", r.label, c.checked));
+            for (k, v) in c.rates().into_iter().enumerate() {
+                values[k].push(100.0 * v);
+            }
+        }
+    }
+    let [f, u, c] = values;
+    let svg = bar_chart(&BarChart {
+        title: "Rationale faithfulness by fix verdict".into(),
+        categories,
+        category_label: String::new(),
+        value_label: "checked rationales (%)".into(),
+        groups: vec![
+            ("faithful".into(), color(2), f),
+            ("unfaithful".into(), color(3), u),
+            ("no checkable claim".into(), GREY, c),
+        ],
+        horizontal: true,
+        stacked: true,
+        value_labels: false,
+        width: 860,
+        integer_values: false,
+    })?;
+    body.push_str(&page.plot(svg, "Each parsed rationale's execution claims checked against the trace of the buggy program: faithful (at least one claim supported, none contradicted), unfaithful (any claim contradicted), or no claim the trace can settle; split by whether the sample's fix passed the tests."));
+    let table_rows: Vec<Vec<String>> = checked
+        .iter()
+        .map(|(r, passed, failed, unchecked)| {
+            let pass1 = match &r.pass1 {
+                Some(v) => cell_text(v, false),
+                None => {
+                    // Train side: the mean per-task pass rate of the counted samples.
+                    let mut per: std::collections::BTreeMap<&str, (usize, usize)> =
+                        Default::default();
+                    for s in r.store.samples.iter().filter(|s| {
+                        s.kind == "sample" && r.tasks.is_none_or(|t| t.contains(&s.task_id))
+                    }) {
+                        let e = per.entry(s.task_id.as_str()).or_default();
+                        e.0 += 1;
+                        e.1 += (s.passed == Some(true)) as usize;
+                    }
+                    let n = per.len().max(1) as f64;
+                    let p: f64 = per.values().map(|(n, c)| *c as f64 / *n as f64).sum();
+                    format!("{:.1}", 100.0 * p / n)
+                }
+            };
+            let mut row = vec![esc(&r.label), pass1];
+            row.extend(passed.cells());
+            row.extend(failed.cells());
+            row.push(unchecked.to_string());
+            row
+        })
+        .collect();
+    body.push_str(&table(
+        &[
+            "evaluation".into(),
+            "pass@1 (%)".into(),
+            "fix passed: checked".into(),
+            "faithful (%)".into(),
+            "unfaithful (%)".into(),
+            "no claim (%)".into(),
+            "fix failed: checked".into(),
+            "faithful (%)".into(),
+            "unfaithful (%)".into(),
+            "no claim (%)".into(),
+            "parsed, not checked".into(),
+        ],
+        &table_rows,
+        "num",
+    ));
+    body.push_str("<p class=\"note\">Rates are over the checked rationales of the sampled repairs (counts in brackets); an unparseable completion has no rationale to check. pass@1 is the same figure as in the headline (train side: mean per-task pass rate at the sampling temperature).</p>");
+    body.push_str("<h3>Contradicted claims</h3>");
+    let mut any = false;
+    for (r, _, _, _) in &checked {
+        let claims = r
+            .store
+            .contradicted_claims("sample", &|t: &str| r.tasks.is_none_or(|ts| ts.contains(t)))?;
+        if claims.is_empty() {
+            continue;
+        }
+        any = true;
+        let rationales: BTreeSet<(&str, i64)> =
+            claims.iter().map(|c| (c.task_id.as_str(), c.idx)).collect();
+        let shown = claims.len().min(CLAIMS_SHOWN);
+        let _ = write!(
+            body,
+            "<details class=\"claims\"><summary>{} &middot; {} contradicted claims in {} rationales (fixes that passed first)</summary>",
+            esc(&r.label),
+            claims.len(),
+            rationales.len()
+        );
+        body.push_str(&claims_table(&claims));
+        if claims.len() > shown {
+            let _ = write!(
+                body,
+                "<p class=\"note\">and {} more contradicted claims not listed.</p>",
+                claims.len() - shown
+            );
+        }
+        body.push_str("</details>");
+    }
+    if !any {
+        body.push_str("<p class=\"note\">No checked rationale contradicts the trace.</p>");
+    }
+    page.sections
+        .push(("faithfulness".into(), "Rationale faithfulness".into(), body));
     Ok(())
 }
 
@@ -1493,6 +1882,7 @@ pub fn render(run: &LoadedRun, compare: &[LoadedRun]) -> Result<Rendered, Report
         }
     }
     lengths_section(&mut page, run)?;
+    faithfulness_section(&mut page, run, &mut notes)?;
     proxy_section(&mut page, run, &mut notes);
     if !compare.is_empty() {
         compare_section(&mut page, run, compare)?;

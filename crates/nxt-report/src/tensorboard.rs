@@ -390,7 +390,8 @@ pub fn write_tensorboard(
                     count += 1;
                 }
                 if let Some(f) = &it.it.funnel {
-                    for (name, v) in f.stages() {
+                    let unfaithful = ("passing but unfaithful", f.unfaithful);
+                    for (name, v) in f.stages(true).into_iter().chain([unfaithful]) {
                         if let Some(v) = v {
                             w.scalar(
                                 &format!("funnel/{}", name.replace(' ', "_")),

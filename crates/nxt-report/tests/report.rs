@@ -75,6 +75,30 @@ fn assert_balanced(html: &str) {
     }
 }
 
+/// The body of the page's section `id`.
+fn section<'a>(html: &'a str, id: &str) -> &'a str {
+    html.split(&format!("<section id=\"{id}\">"))
+        .nth(1)
+        .and_then(|x| x.split("</section>").next())
+        .unwrap_or_else(|| panic!("no section {id}"))
+}
+
+/// Mean per-task pass rate of a plan (pass@1 computed independently of the report).
+fn mean_p1(p: &EvalPlan) -> f64 {
+    p.tasks
+        .iter()
+        .map(|t| t.pass as f64 / p.n as f64)
+        .sum::<f64>()
+        / p.tasks.len() as f64
+}
+
+/// A run directory's `results.json`.
+fn results_json(dir: &Path) -> serde_json::Value {
+    let path = dir.join("results.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("read results.json"))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 fn render(dir: &Path, compare: &[&Path]) -> (String, nxt_report::ReportSummary) {
     let compare: Vec<_> = compare.iter().map(|p| p.to_path_buf()).collect();
     render_report(dir, &compare).unwrap_or_else(|e| panic!("report of {}: {e}", dir.display()))
@@ -120,13 +144,6 @@ fn headline_numbers_match_an_independent_computation() {
     let st = at(d.path(), "st");
     write_selftrain_run(&st, false);
     let [base, _, it2] = dev_plans();
-    let mean_p1 = |p: &EvalPlan| {
-        p.tasks
-            .iter()
-            .map(|t| t.pass as f64 / p.n as f64)
-            .sum::<f64>()
-            / p.tasks.len() as f64
-    };
     let run = load_run(&st).expect("load");
     let h = headline(&run, &[]);
     let row = h
@@ -153,11 +170,7 @@ fn headline_numbers_match_an_independent_computation() {
     let (html, s) = render(&st, &[]);
     // (Formatted from the checked value: an independent sum may round a tie the other way.)
     let cell = format!("{:.1}", 100.0 * c.value);
-    let headline_html = html
-        .split("<section id=\"headline\">")
-        .nth(1)
-        .and_then(|x| x.split("</section>").next())
-        .expect("headline");
+    let headline_html = section(&html, "headline");
     assert!(
         headline_html.contains(&format!("<td class=\"\">{cell} <span")),
         "{cell}: {headline_html}"
@@ -193,12 +206,8 @@ fn headline_numbers_match_an_independent_computation() {
 /// The cells of the `<table>` right after the fix-rate plot in the iterations section, as
 /// (header, rows of cell texts).
 fn iterations_table(html: &str) -> (Vec<String>, Vec<Vec<String>>) {
-    let section = html
-        .split("<section id=\"iterations\">")
-        .nth(1)
-        .and_then(|s| s.split("</section>").next())
-        .expect("iterations section");
-    let table = section
+    let sec = section(html, "iterations");
+    let table = sec
         .split("<table")
         .nth(1)
         .and_then(|s| s.split("</table>").next())
@@ -225,16 +234,7 @@ fn dev_without_trace_is_a_column_and_a_series_with_the_numbers_of_results_json()
     let d = tempdir();
     let st = at(d.path(), "st");
     write_selftrain_run_no_trace(&st, false);
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(st.join("results.json")).expect("read"))
-            .expect("json");
-    let mean_p1 = |p: &EvalPlan| {
-        p.tasks
-            .iter()
-            .map(|t| t.pass as f64 / p.n as f64)
-            .sum::<f64>()
-            / p.tasks.len() as f64
-    };
+    let results: serde_json::Value = results_json(&st);
     // results.json: base, iteration 1, iteration 2, with and without the trace.
     let recorded = [
         &results["base"],
@@ -290,13 +290,9 @@ fn dev_without_trace_is_a_column_and_a_series_with_the_numbers_of_results_json()
         );
     }
     // The plot has the no-trace series (its legend), and nothing is reported missing about it.
-    let section = html
-        .split("<section id=\"iterations\">")
-        .nth(1)
-        .and_then(|x| x.split("</section>").next())
-        .expect("iterations section");
-    assert!(section.contains(DEV_NO_TRACE_SERIES), "no no-trace series");
-    assert!(section.contains("Dev without trace:"), "no caption for it");
+    let sec = section(&html, "iterations");
+    assert!(sec.contains(DEV_NO_TRACE_SERIES), "no no-trace series");
+    assert!(sec.contains("Dev without trace:"), "no caption for it");
     assert!(
         !s.missing.iter().any(|m| m.contains("without the trace")),
         "{:?}",
@@ -322,9 +318,7 @@ fn dev_without_trace_is_a_column_and_a_series_with_the_numbers_of_results_json()
     // the page says so.
     let killed = at(d.path(), "killed");
     write_selftrain_run_no_trace(&killed, true);
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(killed.join("results.json")).expect("read"))
-            .expect("json");
+    let v: serde_json::Value = results_json(&killed);
     assert!(v["iterations"][1]["dev"].is_object());
     assert!(v["iterations"][1].get("dev_no_trace").is_none());
     assert!(v["iterations"][0]["dev_no_trace"].is_object());
@@ -349,9 +343,7 @@ fn kept_samples_are_listed_and_shown_per_iteration() {
     let d = tempdir();
     let st = at(d.path(), "st");
     let fx = write_selftrain_run(&st, false);
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(st.join("results.json")).expect("read"))
-            .expect("json");
+    let results: serde_json::Value = results_json(&st);
     for (i, kept) in fx.kept.iter().enumerate() {
         assert!(!kept.is_empty(), "iteration {} kept nothing", i + 1);
         let ids: Vec<String> = kept.iter().map(|(t, x)| format!("{t}#{x}")).collect();
@@ -374,14 +366,10 @@ fn kept_samples_are_listed_and_shown_per_iteration() {
         assert_eq!(lines, ids);
     }
     let (html, _) = render(&st, &[]);
-    let section = html
-        .split("<section id=\"funnel\">")
-        .nth(1)
-        .and_then(|s| s.split("</section>").next())
-        .expect("funnel section");
+    let sec = section(&html, "funnel");
     for (i, kept) in fx.kept.iter().enumerate() {
         let n = i + 1;
-        let part = section
+        let part = sec
             .split(&format!("<h3 id=\"kept-{n}\">"))
             .nth(1)
             .and_then(|s| s.split("<h3").next())
@@ -417,10 +405,7 @@ fn kept_samples_are_listed_and_shown_per_iteration() {
         assert_eq!(part.matches("<pre class=\"code\">").count(), 2 * shown);
     }
     // Lengths: kept against dropped, with the kept counts.
-    let lengths = html
-        .split("<section id=\"lengths\">")
-        .nth(1)
-        .expect("lengths");
+    let lengths = section(&html, "lengths");
     // Dropped: the other samples of the tasks the keep step decided on (iteration 1's store
     // is the hard-task filter's, which also sampled the easy tasks: those do not count).
     assert!(fx.hard_tasks.len() < 10);
@@ -485,27 +470,23 @@ fn compare_shows_runs_side_by_side_with_paired_deltas() {
     write_selftrain_run(&st, false);
     let (html, s) = render(&trace, &[&no_trace, &st]);
     assert!(s.sections.contains(&"compare".to_string()));
-    let section = html
-        .split("<section id=\"compare\">")
-        .nth(1)
-        .and_then(|x| x.split("</section>").next())
-        .expect("compare section");
+    let sec = section(&html, "compare");
     for name in ["this run", "no-trace", "st"] {
-        assert!(section.contains(&format!("<td>{name}</td>")), "{name}");
+        assert!(sec.contains(&format!("<td>{name}</td>")), "{name}");
     }
-    assert!(section.contains("mbpp-r, without trace, other-model"));
+    assert!(sec.contains("mbpp-r, without trace, other-model"));
     // Paired delta over the 6 shared tasks, against the independent mean difference.
     let shared: f64 = (0..6)
         .map(|i| (b.tasks[i].pass as f64 - a.tasks[i].pass as f64) / 6.0)
         .sum::<f64>()
         / 6.0;
     assert!(
-        section.contains(&format!("{:+.1}", 100.0 * shared)) && section.contains("over 6 tasks"),
-        "{section}"
+        sec.contains(&format!("{:+.1}", 100.0 * shared)) && sec.contains("over 6 tasks"),
+        "{sec}"
     );
     // pass@k of the compared runs and coverage against this run.
-    assert!(section.contains("pass@k of the compared runs"));
-    assert!(section.contains("Coverage against this run"));
+    assert!(sec.contains("pass@k of the compared runs"));
+    assert!(sec.contains("Coverage against this run"));
     // The headline has a column per compared run and their deltas.
     let h = headline(
         &load_run(&trace).expect("load"),
@@ -569,11 +550,7 @@ fn a_run_killed_in_iteration_2_gives_a_page_that_says_what_is_missing() {
     assert!(html.contains(&format!("{} samples kept over", fx.kept[1].len())));
     assert!(s.plots >= 8, "{} plots", s.plots);
     // Iteration 2's training curves are drawn from the metrics it wrote before the kill.
-    let training = html
-        .split("<section id=\"training\">")
-        .nth(1)
-        .and_then(|x| x.split("</section>").next())
-        .expect("training section");
+    let training = section(&html, "training");
     assert_eq!(
         training.matches(">\niter 2\n</text>").count(),
         4,
@@ -725,4 +702,347 @@ fn tensorboard_events_of_a_selftrain_run_read_back() {
     // 12 optimizer steps per iteration, the trainer's loss at step 12.
     let loss = 2.0 / (1.0 + 12.0 * 0.3);
     assert!((tags[&("train/loss".to_string(), 12)] - loss as f32).abs() < 1e-6);
+}
+
+/// The headline table on the page as rows of (metric, cell texts), tags stripped.
+fn page_headline(html: &str) -> (Vec<String>, Vec<(String, Vec<String>)>) {
+    let body = section(html, "headline");
+    let strip = |c: &str| -> String {
+        let mut out = String::new();
+        let mut in_tag = false;
+        for ch in c.chars() {
+            match ch {
+                '<' => in_tag = true,
+                '>' => in_tag = false,
+                _ if !in_tag => out.push(ch),
+                _ => {}
+            }
+        }
+        out.replace("&amp;", "&").trim().to_string()
+    };
+    let (head, rows) = body.split_once("</thead>").expect("thead");
+    let rows = rows.split("</tbody>").next().unwrap_or("");
+    let labels: Vec<String> = head
+        .split("<tr>")
+        .nth(2)
+        .expect("label row")
+        .split("<th>")
+        .skip(1)
+        .map(strip)
+        .collect();
+    let rows = rows
+        .split("<tr>")
+        .skip(1)
+        .map(|r| {
+            let cells: Vec<String> = r
+                .split("<td")
+                .skip(1)
+                .map(|c| strip(&format!("<td{c}")))
+                .collect();
+            (cells[0].clone(), cells[1..].to_vec())
+        })
+        .collect();
+    (labels, rows)
+}
+
+/// The terminal summary as rows of (metric, cell texts): its columns are separated by at
+/// least two spaces.
+fn terminal_rows(summary: &str) -> (Vec<String>, Vec<(String, Vec<String>)>) {
+    let split = |l: &str| -> Vec<String> {
+        l.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let lines: Vec<&str> = summary.lines().collect();
+    let head = lines
+        .iter()
+        .position(|l| l.starts_with("metric (%)"))
+        .expect("header line");
+    let labels = split(lines[head])[1..].to_vec();
+    let rows = lines[head + 1..]
+        .iter()
+        .take_while(|l| l.contains("  "))
+        .map(|l| {
+            let c = split(l);
+            (c[0].clone(), c[1..].to_vec())
+        })
+        .collect();
+    (labels, rows)
+}
+
+#[test]
+fn the_terminal_summary_is_the_page_headline_number_for_number() {
+    let d = tempdir();
+    let st = at(d.path(), "st");
+    write_selftrain_run(&st, false);
+    let eval = at(d.path(), "eval");
+    write_eval_run(
+        &eval,
+        &EvalPlan::new("mbpp-r", 6, &[0, 1, 0, 3, 0, 6, 0, 2]),
+    );
+    for dir in [&st, &eval] {
+        let (html, s) = render(dir, &[]);
+        // What `nxt selftrain` and `nxt eval` print at the end.
+        let terminal = nxt_report::summary_table(&load_run(dir).expect("load"), &[]);
+        assert_eq!(terminal, s.summary);
+        let (page_labels, page_rows) = page_headline(&html);
+        let (term_labels, term_rows) = terminal_rows(&terminal);
+        assert_eq!(page_labels, term_labels, "{terminal}");
+        // Self-training: base, the chosen iteration and its delta per group at least.
+        let columns = if dir == &st { 3 } else { 1 };
+        assert!(page_labels.len() >= columns, "{page_labels:?}");
+        // Every row the terminal shows is on the page with the same cells; the page's other
+        // rows have no value at all.
+        for (metric, cells) in &term_rows {
+            let page = page_rows
+                .iter()
+                .find(|(m, _)| m == metric)
+                .unwrap_or_else(|| panic!("{metric} is not on the page"));
+            assert_eq!(&page.1, cells, "{metric}");
+        }
+        for (metric, cells) in &page_rows {
+            if !term_rows.iter().any(|(m, _)| m == metric) {
+                assert!(cells.iter().all(|c| c == "-"), "{metric}: {cells:?}");
+            }
+        }
+        assert!(term_rows.len() >= 3, "{terminal}");
+        assert!(terminal.contains("pass@1"));
+    }
+}
+
+/// The fixture's own count of each rationale verdict over the parsed sampled repairs of a
+/// plan, split by fix verdict: `fixture_rationale` quotes the right return value for
+/// `s % 3 == 0`, a wrong one for `s % 3 == 1`, none otherwise.
+fn expected_faithfulness(plan: &EvalPlan) -> [[usize; 3]; 2] {
+    let mut out = [[0; 3]; 2];
+    for t in &plan.tasks {
+        for s in 0..plan.n {
+            let passes = s < t.pass;
+            if plan.unparseable_some && !passes && s % 4 == 3 {
+                continue;
+            }
+            out[(!passes) as usize][s % 3] += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn faithfulness_rates_beside_pass_at_1_and_contradicted_claims_with_their_trace_line() {
+    let d = tempdir();
+    let eval = at(d.path(), "eval");
+    // 12 samples per task: more wrong rationales than the page lists.
+    let plan = EvalPlan::new("mbpp-r", 12, &[0, 2, 0, 6, 0, 12, 0, 4]);
+    write_eval_run(&eval, &plan);
+    let (html, s) = render(&eval, &[]);
+    assert_balanced(&html);
+    let body = section(&html, "faithfulness");
+    let [passed, failed] = expected_faithfulness(&plan);
+    let pct = |k: usize, n: usize| format!("{:.1} ({k})", 100.0 * k as f64 / n as f64);
+    let (np, nf) = (passed.iter().sum::<usize>(), failed.iter().sum::<usize>());
+    // The row: label, pass@1 as in the headline, then per fix verdict the checked count and
+    // faithful / unfaithful / no-claim rates.
+    let p1 = format!("{:.1} [", 100.0 * mean_p1(&plan));
+    let row = body
+        .split("<tr>")
+        .find(|r| r.contains(&p1))
+        .unwrap_or_else(|| panic!("no row with pass@1 {p1}: {body}"));
+    let mut want = vec![np.to_string()];
+    want.extend(passed.iter().map(|k| pct(*k, np)));
+    want.push(nf.to_string());
+    want.extend(failed.iter().map(|k| pct(*k, nf)));
+    for w in &want {
+        assert!(row.contains(&format!(">{w}</td>")), "{w} not in {row}");
+    }
+    // Contradicted claims: one per wrong rationale, listed with the trace line against it
+    // (the return statement of the buggy program, and what the trace shows there).
+    let wrong = passed[1] + failed[1];
+    assert!(
+        body.contains(&format!(
+            "{wrong} contradicted claims in {wrong} rationales"
+        )),
+        "{body}"
+    );
+    let listed = body
+        .split("<details class=\"claims\">")
+        .nth(1)
+        .expect("claims");
+    assert_eq!(
+        listed.matches("<q>").count(),
+        wrong.min(nxt_report::page::CLAIMS_SHOWN)
+    );
+    assert!(wrong > nxt_report::page::CLAIMS_SHOWN);
+    assert!(listed.contains(&format!(
+        "and {} more contradicted claims not listed",
+        wrong - nxt_report::page::CLAIMS_SHOWN
+    )));
+    // Passing fixes first; task 3's trace returns 1 - 3 = -2, its wrong rationales say 5.
+    assert!(
+        listed.contains("<code>line 2 step 1: return x - 3</code>"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("the trace shows __return__=-2</span>"),
+        "{listed}"
+    );
+    assert!(listed.contains("<q>function returns 5</q>"), "{listed}");
+    assert!(!s.missing.iter().any(|m| m.contains("faithfulness")));
+
+    // A store written before the check: the page says there are no verdicts.
+    let old = at(d.path(), "old");
+    write_eval_run(
+        &old,
+        &EvalPlan {
+            faithfulness: false,
+            ..plan.clone()
+        },
+    );
+    let (html, s) = render(&old, &[]);
+    let body = section(&html, "faithfulness");
+    assert!(body.contains("class=\"missing\""), "{body}");
+    assert!(!body.contains("<svg"));
+    assert!(s
+        .missing
+        .iter()
+        .any(|m| m.contains("no rationale faithfulness verdicts")));
+}
+
+#[test]
+fn the_funnel_counts_samples_dropped_as_unfaithful_under_passing_and_faithful() {
+    let d = tempdir();
+    let st = at(d.path(), "st");
+    let fx = write_selftrain_run_opts(
+        &st,
+        &SelftrainOpts {
+            keep_faithful: true,
+            ..SelftrainOpts::default()
+        },
+    );
+    let v = results_json(&st);
+    let (html, _) = render(&st, &[]);
+    let funnel = section(&html, "funnel");
+    assert!(funnel.contains("after faithfulness filter"), "{funnel}");
+    assert!(funnel.contains("passing but unfaithful (dropped)"));
+    for (i, it) in v["iterations"]
+        .as_array()
+        .expect("iterations")
+        .iter()
+        .enumerate()
+    {
+        let f = &it["funnel"];
+        let (passing, unfaithful, after) = (
+            f["passing_samples"].as_u64().expect("passing"),
+            f["unfaithful"].as_u64().expect("unfaithful"),
+            f["after_faithful"].as_u64().expect("after_faithful"),
+        );
+        assert!(
+            unfaithful > 0,
+            "iteration {}: the fixture has wrong rationales",
+            i + 1
+        );
+        assert_eq!(after, passing - unfaithful);
+        assert!(fx.kept[i].len() as u64 <= after);
+    }
+    // Table rows: the dropped count, then what is left, per iteration.
+    let row = |label: &str| -> Vec<String> {
+        funnel
+            .split("<tr>")
+            .find(|r| r.contains(&format!("<td>{label}</td>")))
+            .unwrap_or_else(|| panic!("no row {label}"))
+            .split("<td>")
+            .skip(2)
+            .map(|c| c.split("</td>").next().unwrap_or("").to_string())
+            .collect()
+    };
+    let it = v["iterations"].as_array().expect("iterations");
+    assert_eq!(
+        row("passing but unfaithful (dropped)"),
+        it.iter()
+            .map(|i| i["funnel"]["unfaithful"].to_string())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        row("after faithfulness filter"),
+        it.iter()
+            .map(|i| i["funnel"]["after_faithful"].to_string())
+            .collect::<Vec<_>>()
+    );
+    // Under keep = "passing" the filter is no stage; the count says they were kept.
+    let plain = at(d.path(), "plain");
+    write_selftrain_run(&plain, false);
+    let (html, _) = render(&plain, &[]);
+    let funnel = section(&html, "funnel");
+    assert!(!funnel.contains("after faithfulness filter"));
+    assert!(
+        funnel.contains("passing but unfaithful (kept: keep = &quot;passing&quot;)"),
+        "{funnel}"
+    );
+}
+
+#[test]
+fn rationale_and_program_lengths_are_in_the_runs_tokens_else_characters_with_a_note() {
+    use nxt_report::store::{LengthUnit, StoreData};
+    let d = tempdir();
+    // A model directory with the tokenizer the run used.
+    let model = d.path().join("model");
+    std::fs::create_dir_all(&model).expect("model dir");
+    let corpus = (0..8)
+        .flat_map(|i| (0..6).map(move |s| fixture_rationale(i, s)))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let tok = nxt_llm::engine::testing::tokenizer_json_from_corpus(&corpus, 200);
+    std::fs::write(model.join("tokenizer.json"), tok.to_string()).expect("tokenizer");
+    let with_tok = at(d.path(), "tok");
+    let mut plan = EvalPlan::new("mbpp-r", 6, &[0, 1, 0, 3]);
+    plan.model = model.display().to_string();
+    write_eval_run(&with_tok, &plan);
+    let store = StoreData::open(&with_tok.join("run.sqlite")).expect("store");
+    assert_eq!(
+        store.length_unit,
+        LengthUnit::Tokens {
+            tokenizer: model.join("tokenizer.json")
+        }
+    );
+    let tokenizer = tokenizers::Tokenizer::from_file(model.join("tokenizer.json")).expect("load");
+    let core = nxt_core::store::RunStore::open(&with_tok.join("run.sqlite")).expect("core store");
+    let records = core
+        .sample_records(nxt_core::store::PromptKind::Sample)
+        .expect("records");
+    let mut compared = 0;
+    for r in store.samples.iter().filter(|r| r.kind == "sample") {
+        let rec = records
+            .iter()
+            .find(|x| x.sample_id == r.id)
+            .expect("record");
+        if let Some(text) = &rec.rationale {
+            let n = tokenizer
+                .encode(text.as_str(), false)
+                .expect("encode")
+                .len() as i64;
+            assert_eq!(r.rationale_len, Some(n), "sample {}", r.id);
+            assert_ne!(Some(text.chars().count() as i64), Some(n));
+            compared += 1;
+        }
+    }
+    assert!(compared > 10);
+    let (html, _) = render(&with_tok, &[]);
+    let lengths = section(&html, "lengths");
+    assert!(lengths.contains("rationale (tokens)"), "{lengths}");
+    assert!(lengths.contains("fixed program (tokens)"));
+    assert!(!lengths.contains("class=\"missing\""));
+
+    // The fixture model "tiny-model" is no directory: characters, and the page says why.
+    let plain = at(d.path(), "plain");
+    write_eval_run(&plain, &EvalPlan::new("mbpp-r", 6, &[0, 1, 0, 3]));
+    let store = StoreData::open(&plain.join("run.sqlite")).expect("store");
+    assert!(matches!(store.length_unit, LengthUnit::Characters { .. }));
+    let (html, _) = render(&plain, &[]);
+    let lengths = section(&html, "lengths");
+    assert!(lengths.contains("rationale (characters)"));
+    assert!(
+        lengths.contains("in characters, not tokens") && lengths.contains("tiny-model"),
+        "{lengths}"
+    );
 }

@@ -288,9 +288,10 @@ fn pct(v: &Value) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// The per-iteration table: dev pass@1 / greedy (and dev pass@1 without the trace, when the
-/// run evaluated it), train-side pass@1, kept, loss.
-pub fn summary_table(v: &Value) -> String {
+/// The per-iteration table of `report.md`: dev pass@1 / greedy (and dev pass@1 without the
+/// trace, when the run evaluated it), train-side pass@1, kept, loss. The terminal summary of
+/// `nxt selftrain` is the report page's headline table (`nxt_report::summary_table`).
+fn iterations_table(v: &Value) -> String {
     let mut s = String::new();
     let no_trace = v["base"]["dev_no_trace"].is_object();
     let row = |s: &mut String, cells: [String; 7]| {
@@ -401,7 +402,7 @@ pub fn markdown(v: &Value) -> String {
         v["nxt_version"].as_str().unwrap_or("?"),
         v["provenance"]["seed"]
     );
-    let _ = writeln!(s, "```\n{}```\n", summary_table(v));
+    let _ = writeln!(s, "```\n{}```\n", iterations_table(v));
     let _ = writeln!(
         s,
         "| iteration | tasks | with a pass | passing | after dedupe | after cap | training tokens |"

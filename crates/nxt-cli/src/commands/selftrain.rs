@@ -168,8 +168,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let end = nxt_selftrain::run(&cfg, &run_dir, &pool, &opts, &mut |e| rep.event(e));
     rep.finish_bar();
     match end? {
-        RunEnd::Finished(results) => {
-            println!("{}", nxt_selftrain::results::summary_table(&results));
+        RunEnd::Finished(_) => {
+            // The page's headline table (the same numbers report.html shows).
+            match nxt_report::load_run(&run_dir) {
+                Ok(run) => println!("{}", nxt_report::summary_table(&run, &[])),
+                Err(e) => eprintln!("warning: no summary table: {e}"),
+            }
             println!(
                 "results: {}/results.json, {}/report.md",
                 run_dir.display(),

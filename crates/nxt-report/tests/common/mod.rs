@@ -4,7 +4,9 @@
 //! `results.json`); self-training runs through the loop's own ledger
 //! (`nxt_selftrain::ledger::Ledger`), its keep step (`nxt_selftrain::keep::select`), its
 //! evaluation summaries and its `results.json` writer (`nxt_selftrain::results`), so the page
-//! is tested on exactly the records the loop writes.
+//! is tested on exactly the records the loop writes. Faithfulness verdicts are the real
+//! checker's (`nxt_faithful::check_rationale`) on the trace the tracer records for the
+//! fixture program (its serialized form, since these tests run without the sandbox).
 
 #![allow(dead_code)]
 
@@ -68,6 +70,9 @@ pub struct EvalPlan {
     pub truncate_some: bool,
     /// Every fourth sample of a task is unparseable.
     pub unparseable_some: bool,
+    /// Check every parsed rationale against the trace and store the verdicts (as `nxt eval`
+    /// does); false: a store written before the check existed.
+    pub faithfulness: bool,
 }
 
 impl EvalPlan {
@@ -92,6 +97,7 @@ impl EvalPlan {
             hostile: false,
             truncate_some: true,
             unparseable_some: true,
+            faithfulness: true,
         }
     }
 }
@@ -108,6 +114,47 @@ fn task_of(id: &str, i: usize, hostile: bool) -> RepairTask {
         &format!("def add_{i}(x):\n    return x - {i}\n"),
         vec![format!("assert add_{i}(1) == {}", 1 + i)],
     )
+}
+
+/// The trace of fixture task `i`'s buggy program `add_i` on its failing test, as the tracer
+/// records it: the call with `x=1`, the return of `1 - i`, the failing assertion.
+pub fn fixture_trace(i: usize) -> nxt_trace::Trace {
+    let i = i as i64;
+    serde_json::from_value(json!({
+        "source": format!("def add_{i}(x):\n    return x - {i}\n\nassert add_{i}(1) == {}\n", 1 + i),
+        "test_first_line": 4,
+        "events": [
+            {"step": 0, "line": 1, "kind": "call", "vars": [{"name": "x", "value": "1"}]},
+            {"step": 1, "line": 2, "kind": "return", "value": (1 - i).to_string()},
+            {"step": 2, "line": 4, "kind": "exception", "exception": "AssertionError()"},
+        ],
+        "truncated": null,
+        "verdict": {"status": "failed", "message": ""},
+        "load_error": null,
+        "stdout": "",
+        "python": "3.11",
+        "real_returns": [],
+    }))
+    .expect("fixture trace")
+}
+
+/// The rationale of sample `s` of fixture task `i`: every third one quotes the trace's
+/// return value right, every third one quotes a wrong one, the rest quote no value.
+pub fn fixture_rationale(i: usize, s: usize) -> String {
+    let i = i as i64;
+    match s % 3 {
+        0 => format!(
+            "On the failing test x=1 the function returns {} but {} is expected: it subtracts {i} instead of adding it. Sample {s}.",
+            1 - i,
+            1 + i
+        ),
+        1 => format!(
+            "On the failing test the function returns {} but {} is expected: it subtracts {i} instead of adding it. Sample {s}.",
+            1 - i + 7,
+            1 + i
+        ),
+        _ => format!("The sign of the operation is wrong: it subtracts instead of adding. Sample {s}."),
+    }
 }
 
 fn completion(text: String, tokens: usize, truncated: bool) -> Completion {
@@ -191,11 +238,7 @@ pub fn write_eval_run(dir: &Path, plan: &EvalPlan) -> EvalReport {
             let passes = s < tp.pass;
             let unparseable = plan.unparseable_some && !passes && s % 4 == 3;
             let op = if passes { "+" } else { "*" };
-            let mut rationale = format!(
-                "On the failing test x=1 the program returns {} but {} is expected: it subtracts {i} instead of adding it. Sample {s}.",
-                1 - i as i64,
-                1 + i
-            );
+            let mut rationale = fixture_rationale(i, s);
             if !passes && hostile_fail && !unparseable {
                 rationale.push_str(HOSTILE);
                 hostile_fail = false;
@@ -233,6 +276,10 @@ pub fn write_eval_run(dir: &Path, plan: &EvalPlan) -> EvalReport {
             store
                 .put_verdict(*id, *passed && parsed.program.is_some(), &detail)
                 .expect("verdict");
+            if plan.faithfulness && parsed.is_ok() {
+                let report = nxt_faithful::check_rationale(&parsed.rationale, &fixture_trace(i));
+                store.put_faithfulness(*id, &report).expect("faithfulness");
+            }
         }
         if let Some(g) = tp.greedy {
             let gp = store
@@ -397,7 +444,13 @@ fn finish(ledger: &mut Ledger, name: &str, v: serde_json::Value, records: &Stage
 /// no train or dev stage, no test stage. `hostile`: iteration 1's train-side samples and
 /// tasks carry [`HOSTILE`] and [`HOSTILE_ID`] (and a hostile sample is kept).
 pub fn write_selftrain_run(dir: &Path, killed_in_iteration_2: bool) -> SelftrainFixture {
-    write_selftrain_run_with(dir, killed_in_iteration_2, false)
+    write_selftrain_run_opts(
+        dir,
+        &SelftrainOpts {
+            killed_in_iteration_2,
+            ..SelftrainOpts::default()
+        },
+    )
 }
 
 /// [`write_selftrain_run`], optionally with hostile model output in the kept samples.
@@ -406,7 +459,30 @@ pub fn write_selftrain_run_with(
     killed_in_iteration_2: bool,
     hostile: bool,
 ) -> SelftrainFixture {
-    write_selftrain_run_full(dir, killed_in_iteration_2, hostile, false, false)
+    write_selftrain_run_opts(
+        dir,
+        &SelftrainOpts {
+            killed_in_iteration_2,
+            hostile,
+            ..SelftrainOpts::default()
+        },
+    )
+}
+
+/// What a fixture self-training run varies.
+#[derive(Debug, Clone, Default)]
+pub struct SelftrainOpts {
+    /// See [`write_selftrain_run`].
+    pub killed_in_iteration_2: bool,
+    /// See [`write_selftrain_run_with`].
+    pub hostile: bool,
+    /// See [`write_selftrain_run_no_trace`].
+    pub dev_no_trace: bool,
+    /// See [`write_selftrain_run_no_trace`].
+    pub killed_before_iteration_2_no_trace: bool,
+    /// `keep = "passing-and-faithful"`: the keep step drops passing samples whose rationale
+    /// contradicts the trace.
+    pub keep_faithful: bool,
 }
 
 /// [`write_selftrain_run`] of a run configured with `[eval] dev_without_trace = true`: the
@@ -418,22 +494,33 @@ pub fn write_selftrain_run_no_trace(
     dir: &Path,
     killed_before_iteration_2_no_trace: bool,
 ) -> SelftrainFixture {
-    write_selftrain_run_full(dir, false, false, true, killed_before_iteration_2_no_trace)
+    write_selftrain_run_opts(
+        dir,
+        &SelftrainOpts {
+            dev_no_trace: true,
+            killed_before_iteration_2_no_trace,
+            ..SelftrainOpts::default()
+        },
+    )
 }
 
-fn write_selftrain_run_full(
-    dir: &Path,
-    killed_in_iteration_2: bool,
-    hostile: bool,
-    dev_no_trace: bool,
-    killed_before_iteration_2_no_trace: bool,
-) -> SelftrainFixture {
+/// A fixture self-training run with the settings of `opts`.
+pub fn write_selftrain_run_opts(dir: &Path, opts: &SelftrainOpts) -> SelftrainFixture {
+    let SelftrainOpts {
+        killed_in_iteration_2,
+        hostile,
+        dev_no_trace,
+        killed_before_iteration_2_no_trace,
+        keep_faithful,
+    } = opts.clone();
     std::fs::create_dir_all(dir).expect("dir");
-    let toml = if dev_no_trace {
-        format!("{SELFTRAIN_TOML}\n[eval]\ndev_without_trace = true\n")
-    } else {
-        SELFTRAIN_TOML.to_string()
-    };
+    let mut toml = SELFTRAIN_TOML.to_string();
+    if keep_faithful {
+        toml = toml.replace("[keep]\n", "[keep]\nkeep = \"passing-and-faithful\"\n");
+    }
+    if dev_no_trace {
+        toml.push_str("\n[eval]\ndev_without_trace = true\n");
+    }
     let cfg = SelftrainConfig::from_toml(&toml).expect("selftrain config");
     assert_eq!(cfg.eval.dev_without_trace, dev_no_trace);
     let mut ledger = Ledger::open(&dir.join("selftrain.sqlite")).expect("ledger");
