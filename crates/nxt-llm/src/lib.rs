@@ -6,6 +6,10 @@
 //! * `openai`: a client for OpenAI-compatible servers (vLLM, SGLang, llama.cpp, Ollama, OpenAI).
 //! * `server`: an OpenAI-compatible HTTP server over any [`Generator`] (`nxt serve`).
 //!
+//! One HTTP client, reqwest 0.12 (tokio, rustls), serves the OpenAI client, the hub downloads
+//! (`engine::hub`) and the workspace's other crates; the `openai` module doc gives the
+//! measurement (ureq beside it added 3 crates, reqwest's blocking API adds 2).
+//!
 //! The types in this file are the contract shared by the backends and by `nxt-core`.
 
 use serde::{Deserialize, Serialize};
