@@ -386,6 +386,27 @@ pub fn softmax_last_dim_slow(x: &Tensor) -> Result<Tensor> {
     e.broadcast_div(&s)
 }
 
+/// Differentiable `softmax(scores * scale + mask)` over the last dimension, for `scores:
+/// (b, n_kv, rep * t, l)` and a `(t, l)` mask. On CPU one fused op ([`nxt_kernels::softmax`]):
+/// composed of separate steps, each would allocate (and, backwards, accumulate) an
+/// attention-sized tensor. Elsewhere composed of tensor ops, to the same values and gradients.
+fn masked_softmax(scores: &Tensor, mask: Option<&Tensor>, scale: f64) -> Result<Tensor> {
+    if nxt_kernels::softmax::fused(scores) {
+        return nxt_kernels::softmax::masked_softmax(scores, mask, scale);
+    }
+    let scaled = (scores * scale)?;
+    let scaled = match mask {
+        Some(m) => {
+            let (b, n_kv, rows, l) = scaled.dims4()?;
+            let t = m.dim(0)?;
+            let s = scaled.reshape((b, n_kv, rows / t, t, l))?;
+            const_add(&s, m)?.reshape((b, n_kv, rows, l))?
+        }
+        None => scaled,
+    };
+    softmax_last_dim_slow(&scaled)
+}
+
 /// RoPE `cos`/`sin` tables for the positions `pos..pos+t`, each `(t, head_dim/2)`.
 fn rope_tables(
     inv_freq: &[f32],
@@ -551,23 +572,19 @@ impl Attention {
         // instead of copying the keys/values `rep` times.
         let q = q.reshape((b, self.n_kv, rep * t, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let att = (q.matmul(&k.t()?)? * scale)?;
-        let att = match mask {
-            Some(m) => {
-                let att = att.reshape((b, self.n_kv, rep, t, l))?;
-                let att = if fast {
-                    att.broadcast_add(m)?
-                } else {
-                    const_add(&att, m)?
-                };
-                att.reshape((b, self.n_kv, rep * t, l))?
-            }
-            None => att,
-        };
+        let scores = q.matmul(&k.t()?)?;
         let att = if fast {
+            let att = (scores * scale)?;
+            let att = match mask {
+                Some(m) => att
+                    .reshape((b, self.n_kv, rep, t, l))?
+                    .broadcast_add(m)?
+                    .reshape((b, self.n_kv, rep * t, l))?,
+                None => att,
+            };
             candle_nn::ops::softmax_last_dim(&att)?
         } else {
-            softmax_last_dim_slow(&att)?
+            masked_softmax(&scores, mask, scale)?
         };
         let y = att.matmul(&v)?; // (b, n_kv, rep*t, hd)
         let y = y
