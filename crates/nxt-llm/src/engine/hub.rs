@@ -958,6 +958,48 @@ mod tests {
         d
     }
 
+    /// The only test of this crate that sets `HF_*` variables (they are process-wide).
+    #[test]
+    fn the_environment_gives_cache_endpoint_token_and_offline_as_huggingface_hub_reads_them() {
+        let keys = [
+            "HF_HOME",
+            "HF_HUB_CACHE",
+            "HUGGINGFACE_HUB_CACHE",
+            "HF_ENDPOINT",
+            "HF_TOKEN",
+            "HF_TOKEN_PATH",
+            "HF_HUB_OFFLINE",
+        ];
+        let saved: Vec<_> = keys.iter().map(|k| (*k, std::env::var_os(k))).collect();
+        for k in keys {
+            std::env::remove_var(k);
+        }
+        let d = tempfile_dir("env");
+        std::fs::write(d.join("token"), "hf_from_file\n").unwrap();
+        std::env::set_var("HF_HOME", &d);
+        std::env::set_var("HF_ENDPOINT", "http://mirror.example/");
+        std::env::set_var("HF_HUB_OFFLINE", "ON");
+        let a = HubConfig::from_env();
+        std::env::set_var("HF_HUB_CACHE", d.join("elsewhere"));
+        std::env::set_var("HF_TOKEN", "hf_from_env");
+        std::env::set_var("HF_HUB_OFFLINE", "0");
+        let b = HubConfig::from_env();
+        for (k, v) in saved {
+            match v {
+                Some(v) => std::env::set_var(k, v),
+                None => std::env::remove_var(k),
+            }
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+        assert_eq!(a.cache, d.join("hub"));
+        assert_eq!(a.endpoint, "http://mirror.example");
+        assert_eq!(a.token.as_deref(), Some("hf_from_file"));
+        assert!(a.offline);
+        assert_eq!(b.cache, d.join("elsewhere"));
+        assert_eq!(b.token.as_deref(), Some("hf_from_env"));
+        assert!(!b.offline);
+    }
+
     #[test]
     fn cached_snapshot_needs_config_tokenizer_and_every_weight() {
         let d = tempfile_dir("cached");
