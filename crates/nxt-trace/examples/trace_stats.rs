@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use nxt_trace::corpus::default_data_dir;
+use nxt_data::registry::resolve_data_dir;
 use nxt_trace::survey::{cases, markdown, run_survey, summarize, CORPORA};
 use nxt_trace::{CaptureOptions, Pool, PoolConfig, RenderOptions};
 
@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map_err(|e| format!("bad `every` argument {n:?}: {e}"))?,
         None => 1,
     };
-    let all = cases(&default_data_dir(), &names, every)?;
+    let all = cases(&resolve_data_dir(None).0, &names, every)?;
     let config = PoolConfig {
         allow_weak_isolation: true,
         ..PoolConfig::default()

@@ -1,11 +1,15 @@
-//! Minimal readers of the benchmark files that the tracer is exercised on (MBPP, HumanEval,
-//! HumanEvalFix, mbpp-r-seed): just the fields a trace needs. Full task models live in `nxt-data`.
+//! The benchmark programs the tracer is exercised on (MBPP references, HumanEval canonical
+//! solutions, HumanEvalFix buggy programs, mbpp-r-seed failing programs), read with
+//! `nxt-data`'s loaders and reduced to what a trace needs.
 
-use std::io::{BufRead, BufReader, Read};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use nxt_data::loaders::{load_humaneval, load_humanevalfix, load_mbpp, MbppRecord};
+use nxt_data::mbppr::read_candidates;
+use nxt_data::registry::locate;
+use nxt_data::DataError;
 use nxt_sandbox::SetupPlacement;
-use serde_json::Value;
 
 /// A program with its tests, ready to trace.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,26 +26,21 @@ pub struct CorpusItem {
     pub setup_placement: SetupPlacement,
 }
 
-/// Errors reading a corpus file.
+/// Errors reading a corpus.
 #[derive(Debug, thiserror::Error)]
 pub enum CorpusError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        /// File.
-        path: PathBuf,
-        /// Cause.
-        source: std::io::Error,
-    },
-    /// A record is malformed.
-    #[error("{path}:{line}: {message}")]
-    Parse {
+    /// A dataset file is missing, unreadable or malformed (the message names file and line).
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// A record refers to an MBPP task that `mbpp.jsonl` lacks.
+    #[error("{path}:{line}: task {task} is not in mbpp.jsonl")]
+    UnknownMbppTask {
         /// File.
         path: PathBuf,
         /// 1-based line.
         line: usize,
-        /// What was wrong.
-        message: String,
+        /// The MBPP task id.
+        task: u32,
     },
     /// A task id of no known form.
     #[error(
@@ -60,175 +59,72 @@ pub enum CorpusError {
     },
 }
 
-/// The data directory: `$NXT_DATA_DIR`, else `<workspace>/../shared/data`.
-pub fn default_data_dir() -> PathBuf {
-    match std::env::var_os("NXT_DATA_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
-    }
-}
-
-fn read_jsonl(path: &Path) -> Result<Vec<(usize, Value)>, CorpusError> {
-    let io = |source| CorpusError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(flate2::read::GzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
-    let mut out = Vec::new();
-    for (i, line) in BufReader::new(reader).lines().enumerate() {
-        let line = line.map_err(io)?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(&line).map_err(|e| CorpusError::Parse {
-            path: path.to_path_buf(),
-            line: i + 1,
-            message: e.to_string(),
-        })?;
-        out.push((i + 1, v));
-    }
-    Ok(out)
-}
-
-fn field<'a>(path: &Path, line: usize, v: &'a Value, name: &str) -> Result<&'a str, CorpusError> {
-    v.get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| CorpusError::Parse {
-            path: path.to_path_buf(),
-            line,
-            message: format!("missing string field `{name}`"),
-        })
-}
-
-fn mbpp_item(path: &Path, line: usize, v: &Value) -> Result<CorpusItem, CorpusError> {
-    let id = v
-        .get("task_id")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| CorpusError::Parse {
-            path: path.to_path_buf(),
-            line,
-            message: "missing integer field `task_id`".into(),
-        })?;
-    let tests = v
-        .get("test_list")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    let setup = v
-        .get("test_setup_code")
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
-        .map(String::from);
-    Ok(CorpusItem {
-        id: format!("mbpp/{id}"),
-        program: field(path, line, v, "code")?.to_string(),
-        tests,
+fn mbpp_item(r: MbppRecord) -> CorpusItem {
+    let setup = (!r.test_setup_code.trim().is_empty()).then_some(r.test_setup_code);
+    CorpusItem {
+        id: format!("mbpp/{}", r.task_id),
+        program: r.code,
+        tests: r.test_list,
         setup,
         setup_placement: SetupPlacement::AfterProgram,
-    })
+    }
 }
 
 /// MBPP reference solutions (`mbpp/mbpp.jsonl`), each with its 3 tests.
 pub fn mbpp(data_dir: &Path) -> Result<Vec<CorpusItem>, CorpusError> {
-    let path = data_dir.join("mbpp/mbpp.jsonl");
-    read_jsonl(&path)?
-        .iter()
-        .map(|(line, v)| mbpp_item(&path, *line, v))
-        .collect()
+    let records = load_mbpp(&locate(data_dir, "mbpp")?)?;
+    Ok(records.into_iter().map(mbpp_item).collect())
 }
 
 /// HumanEval canonical solutions (`prompt + canonical_solution`), test `test + check(entry)`.
 pub fn humaneval(data_dir: &Path) -> Result<Vec<CorpusItem>, CorpusError> {
-    let path = data_dir.join("humaneval/HumanEval.jsonl.gz");
-    let mut out = Vec::new();
-    for (line, v) in read_jsonl(&path)? {
-        let id = field(&path, line, &v, "task_id")?.replace("HumanEval/", "humaneval/");
-        let program = format!(
-            "{}{}",
-            field(&path, line, &v, "prompt")?,
-            field(&path, line, &v, "canonical_solution")?
-        );
-        let test = format!(
-            "{}\ncheck({})\n",
-            field(&path, line, &v, "test")?.trim_end(),
-            field(&path, line, &v, "entry_point")?
-        );
-        out.push(CorpusItem {
-            id,
-            program,
-            tests: vec![test],
+    let records = load_humaneval(&locate(data_dir, "humaneval")?)?;
+    Ok(records
+        .into_iter()
+        .map(|r| CorpusItem {
+            id: r.task_id.replace("HumanEval/", "humaneval/"),
+            program: format!("{}{}", r.prompt, r.canonical_solution),
+            tests: vec![format!("{}\ncheck({})\n", r.test.trim_end(), r.entry_point)],
             setup: None,
             setup_placement: SetupPlacement::AfterProgram,
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 /// HumanEvalFix buggy programs (`declaration + buggy_solution`) on their `test` (which ends
 /// with the `check(...)` call).
 pub fn humanevalfix(data_dir: &Path) -> Result<Vec<CorpusItem>, CorpusError> {
-    let path = data_dir.join("humanevalfix/humanevalpack_python.jsonl");
-    let mut out = Vec::new();
-    for (line, v) in read_jsonl(&path)? {
-        let id = field(&path, line, &v, "task_id")?.replace("Python/", "humanevalfix/");
-        let program = format!(
-            "{}{}",
-            field(&path, line, &v, "declaration")?,
-            field(&path, line, &v, "buggy_solution")?
-        );
-        let test = format!(
-            "{}\n",
-            field(&path, line, &v, "test")?
-                .trim_start_matches('\n')
-                .trim_end()
-        );
-        out.push(CorpusItem {
-            id,
-            program,
-            tests: vec![test],
+    let records = load_humanevalfix(&locate(data_dir, "humanevalfix")?)?;
+    Ok(records
+        .into_iter()
+        .map(|r| CorpusItem {
+            id: r.task_id.replace("Python/", "humanevalfix/"),
+            program: format!("{}{}", r.declaration, r.buggy_solution),
+            tests: vec![format!("{}\n", r.test.trim_start_matches('\n').trim_end())],
             setup: None,
             setup_placement: SetupPlacement::AfterProgram,
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 /// The failing model-written programs of `mbpp-r-seed/failing.jsonl.gz`, each with the 3 MBPP
 /// tests of its task (the caller picks the first failing one).
 pub fn mbpp_r_failing(data_dir: &Path) -> Result<Vec<CorpusItem>, CorpusError> {
     let refs = mbpp(data_dir)?;
-    let by_id: std::collections::HashMap<String, &CorpusItem> =
-        refs.iter().map(|r| (r.id.clone(), r)).collect();
+    let by_id: HashMap<&str, &CorpusItem> = refs.iter().map(|r| (r.id.as_str(), r)).collect();
     let path = data_dir.join("mbpp-r-seed/failing.jsonl.gz");
     let mut out = Vec::new();
-    for (n, (line, v)) in read_jsonl(&path)?.into_iter().enumerate() {
-        let task = v
-            .get("task_id")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| CorpusError::Parse {
-                path: path.clone(),
-                line,
-                message: "missing integer field `task_id`".into(),
-            })?;
-        let Some(reference) = by_id.get(&format!("mbpp/{task}")) else {
-            return Err(CorpusError::Parse {
-                path: path.clone(),
-                line,
-                message: format!("task {task} is not in mbpp.jsonl"),
+    for (n, c) in read_candidates(&path)?.into_iter().enumerate() {
+        let Some(reference) = by_id.get(format!("mbpp/{}", c.task_id).as_str()) else {
+            return Err(CorpusError::UnknownMbppTask {
+                path,
+                line: c.line,
+                task: c.task_id,
             });
         };
         out.push(CorpusItem {
-            id: format!("mbpp-r/{task}#{n}"),
-            program: field(&path, line, &v, "program")?.to_string(),
+            id: format!("mbpp-r/{}#{n}", c.task_id),
+            program: c.program,
             tests: reference.tests.clone(),
             setup: reference.setup.clone(),
             setup_placement: reference.setup_placement,

@@ -6,14 +6,14 @@
 
 use std::sync::Mutex;
 
+use nxt_data::registry::resolve_data_dir;
 use nxt_sandbox::{Pool, PoolConfig};
-use nxt_trace::corpus::default_data_dir;
 use nxt_trace::survey::{cases, run_survey, CORPORA};
 use nxt_trace::CaptureOptions;
 
 #[test]
 fn corpus_traces_are_consistent() {
-    let dir = default_data_dir();
+    let dir = resolve_data_dir(None).0;
     if !dir.join("mbpp/mbpp.jsonl").exists() {
         nxt_sandbox::test_support::skip(
             nxt_sandbox::test_support::DATA,

@@ -8,6 +8,7 @@ use anyhow::Context;
 use nxt_faithful::{check_rationale, ClaimVerdict, FaithfulnessReport};
 use nxt_trace::{Trace, TraceRequest};
 
+use crate::args::{task_benchmark, DataDirArgs, SandboxArgs};
 use crate::exit;
 
 /// Arguments of `nxt check-rationale`.
@@ -35,12 +36,10 @@ pub struct Args {
     /// Also write the trace checked against (JSON) to this file.
     #[arg(long)]
     pub trace_out: Option<PathBuf>,
-    /// Data directory (for --task).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Accept weaker sandbox isolation when some layers are unavailable.
-    #[arg(long)]
-    pub allow_weak_isolation: bool,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
 }
 
 fn read_text(path: &Path, what: &str) -> anyhow::Result<String> {
@@ -61,20 +60,12 @@ fn read_text(path: &Path, what: &str) -> anyhow::Result<String> {
 /// Load one benchmark task by id (`hefix/0` names HumanEvalFix bug 0, graded as HeFix+).
 fn load_task(
     spec: &str,
-    data_dir: Option<&Path>,
+    data: &DataDirArgs,
     pool: &nxt_sandbox::Pool,
 ) -> anyhow::Result<nxt_core::task::RepairTask> {
-    let (bench, id) = spec.split_once('/').ok_or_else(|| {
-        exit::usage(format!(
-            "--task {spec}: expected BENCHMARK/ID such as hefix/0"
-        ))
-    })?;
-    let bench = match bench {
-        "hefix" | "hefix+" => "hefix+",
-        other => nxt_data::benchmarks::canonical_benchmark(other)?,
-    };
-    let dir = super::eval::data_dir(data_dir, bench, false)?;
-    let tasks = nxt_data::load_benchmark_with(bench, &dir, Some(pool))
+    let (bench, id) = task_benchmark(spec)?;
+    let dir = data.for_benchmark(bench, false)?;
+    let tasks = nxt_data::load_benchmark_with(bench.name(), &dir, Some(pool))
         .with_context(|| format!("cannot load benchmark {bench}"))?;
     let suffix = format!("/{id}");
     tasks
@@ -93,11 +84,10 @@ fn get_trace(args: &Args) -> anyhow::Result<Trace> {
         return serde_json::from_str(&text)
             .map_err(|e| exit::input(format!("{}: not a recorded trace: {e}", p.display())));
     }
-    let pool =
-        nxt_data::default_pool(args.allow_weak_isolation).context("cannot start the sandbox")?;
+    let pool = args.sandbox.pool()?;
     let req = match (&args.task, &args.program, &args.test) {
         (Some(t), _, _) => {
-            let task = load_task(t, args.data_dir.as_deref(), &pool)?;
+            let task = load_task(t, &args.data, &pool)?;
             let (_, test) = nxt_core::repair::find_failing_test(&pool, &task)?
                 .or_else(|| task.prompt_tests.tests.first().cloned().map(|t| (0, t)))
                 .ok_or_else(|| exit::input(format!("task {t} has no shown tests")))?;

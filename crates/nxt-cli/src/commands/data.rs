@@ -4,47 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use nxt_data::registry::{self, DataDirSource, FileStatus, DATASETS};
-use nxt_data::{benchmarks, mbppr, Executor, GradeResult, RepairTask};
+use nxt_data::registry::{self, FileStatus, DATASETS};
+use nxt_data::{mbppr, Benchmark, Executor, GradeResult, RepairTask};
 
-/// The data directory option of every data command.
-#[derive(Debug, Clone, clap::Args)]
-pub struct DirOpts {
-    /// Data directory (default: $NXT_DATA_DIR, else $XDG_DATA_HOME/nxt/data or
-    /// ~/.local/share/nxt/data).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-}
-
-impl DirOpts {
-    /// The resolved data directory and how it was chosen.
-    pub fn dir(&self) -> (PathBuf, DataDirSource) {
-        registry::resolve_data_dir(self.data_dir.as_deref())
-    }
-}
-
-/// Options of the data and grade commands that run programs in the sandbox.
-#[derive(Debug, Clone, clap::Args)]
-pub struct DataOpts {
-    #[command(flatten)]
-    pub dir: DirOpts,
-    /// Run even if some sandbox isolation layers are unavailable.
-    #[arg(long)]
-    pub allow_weak_isolation: bool,
-}
-
-impl DataOpts {
-    /// The resolved data directory and how it was chosen.
-    pub fn dir(&self) -> (PathBuf, DataDirSource) {
-        self.dir.dir()
-    }
-
-    /// A sandbox pool.
-    pub fn pool(&self) -> anyhow::Result<nxt_sandbox::Pool> {
-        nxt_data::default_pool(self.allow_weak_isolation)
-            .context("cannot start the sandbox (try --allow-weak-isolation)")
-    }
-}
+use crate::args::{DataDirArgs as DirOpts, DataOpts};
 
 /// Arguments of `nxt data`.
 #[derive(Debug, clap::Args)]
@@ -166,25 +129,18 @@ fn list(opts: &DirOpts) -> anyhow::Result<()> {
         "various",
         registry::MBPP_R_SEED
     );
-    let built = dir.join("mbpp-r/summary.json");
     println!();
     println!("benchmarks (`nxt grade --dataset NAME`, `nxt data check NAME`):");
-    for (name, desc) in benchmarks::BENCHMARKS {
-        let needs: &[&str] = match *name {
-            "hefix+" => &["humanevalfix", "humaneval+"],
-            "mbpp-r" => &["mbpp"],
-            "hefix" => &["humanevalfix"],
-            other => &[other],
-        };
-        let mut ok = needs.iter().all(|n| registry::locate(&dir, n).is_ok());
-        if *name == "mbpp-r" {
-            ok = ok && (seed.is_file() || built.is_file());
-        }
+    for bench in Benchmark::ALL {
         println!(
             "  {:<15} {:<10} {}",
-            name,
-            if ok { "available" } else { "missing" },
-            desc
+            bench.name(),
+            if bench.available(&dir) {
+                "available"
+            } else {
+                "missing"
+            },
+            bench.description()
         );
     }
     println!();
@@ -273,8 +229,8 @@ fn check(opts: &DataOpts, name: &str, limit: Option<usize>, json: bool) -> anyho
     let (dir, _) = opts.dir();
     let pool = opts.pool()?;
     let t0 = std::time::Instant::now();
-    let bench = benchmarks::canonical_benchmark(name)?;
-    let mut tasks = nxt_data::load_benchmark_with(bench, &dir, Some(&pool))?;
+    let bench = Benchmark::parse(name)?;
+    let mut tasks = nxt_data::load_benchmark_with(bench.name(), &dir, Some(&pool))?;
     if let Some(n) = limit {
         tasks.truncate(n);
     }

@@ -2,141 +2,14 @@
 //! pass@1, proxy rationale evaluation, unparseable rate and token usage; every record stored
 //! in `<run-dir>/run.sqlite` as it exists, so an interrupted run resumes where it stopped.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
+use crate::args::{Bar, DataDirArgs, ModelArgs};
 use crate::exit;
-use indicatif::{ProgressBar, ProgressStyle};
-use nxt_core::prompt::{Layout, PromptOptions};
-use nxt_core::{run_eval, EvalConfig, EvalContext, Progress, RepairConfig, RunStore};
-use nxt_llm::Generator;
-
-/// Model and prompt options shared by `nxt eval` and `nxt repair`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ModelArgs {
-    /// A model directory, a Hugging Face hub id (downloaded on first use), or
-    /// OpenAI-compatible server URLs (`http://host:8000/v1`, comma-separated to share load).
-    #[arg(long)]
-    pub model: String,
-    /// Model name to send to servers (default: asked from GET /v1/models).
-    #[arg(long)]
-    pub served_model: Option<String>,
-    /// Requests in flight at once (servers only).
-    #[arg(long, default_value_t = 32)]
-    pub concurrency: usize,
-    /// Prompt layout: `chat` (instruction-tuned models) or `completion` (base models).
-    #[arg(long, default_value = "chat", value_parser = parse_layout)]
-    pub layout: Layout,
-    /// Few-shot prompt with the 3 worked exemplars (the default; for base models).
-    #[arg(long, conflicts_with = "zero_shot")]
-    pub few_shot: bool,
-    /// Zero-shot prompt (for fine-tuned models).
-    #[arg(long)]
-    pub zero_shot: bool,
-    /// Leave the execution trace out of the prompt (the without-trace variant).
-    #[arg(long)]
-    pub no_trace: bool,
-    /// Trace representation: inline (NExT), scratchpad or json.
-    #[arg(long, default_value = "inline")]
-    pub trace_format: nxt_trace::Format,
-    /// Character budget of the rendered trace (long traces are compressed to fit).
-    #[arg(long)]
-    pub trace_budget: Option<usize>,
-    /// Most new tokens per completion.
-    #[arg(long, default_value_t = 1024)]
-    pub max_tokens: usize,
-    /// Nucleus sampling mass.
-    #[arg(long, default_value_t = 0.95)]
-    pub top_p: f32,
-    /// Accept weaker sandbox isolation when some layers are unavailable.
-    #[arg(long)]
-    pub allow_weak_isolation: bool,
-    /// A PEFT LoRA adapter directory merged into --model's weights at load (embedded engine
-    /// only; not applied to --proxy-model). For a server, load the adapter there and pick it
-    /// with --served-model.
-    #[arg(long)]
-    pub adapter: Option<PathBuf>,
-}
-
-fn parse_layout(s: &str) -> Result<Layout, String> {
-    match s {
-        "chat" => Ok(Layout::Chat),
-        "completion" | "text" => Ok(Layout::Completion),
-        other => Err(format!(
-            "unknown layout `{other}` (expected chat or completion)"
-        )),
-    }
-}
-
-impl ModelArgs {
-    /// The repair configuration these flags describe.
-    pub fn repair_config(&self) -> RepairConfig {
-        let mut cfg = RepairConfig {
-            prompt: PromptOptions {
-                layout: self.layout,
-                few_shot: !self.zero_shot,
-                with_trace: !self.no_trace,
-            },
-            trace_format: self.trace_format,
-            ..RepairConfig::default()
-        };
-        cfg.render.total_budget = self.trace_budget;
-        cfg.sampling.max_tokens = self.max_tokens;
-        cfg.sampling.top_p = self.top_p;
-        cfg
-    }
-
-    /// Open `spec` with these flags' client settings.
-    pub fn open(&self, spec: &str) -> anyhow::Result<Box<dyn Generator>> {
-        let engine = super::adapter::engine_options(spec, self.adapter.as_deref())?;
-        self.open_with(spec, self.served_model.clone(), engine)
-    }
-
-    /// Open `spec` sending `served_model` as the model name to servers (None: what the
-    /// server lists), and check once that it can serve ([`Generator::preflight`]: a server
-    /// that cannot be reached or refuses the key fails here, before any work).
-    pub fn open_as(
-        &self,
-        spec: &str,
-        served_model: Option<String>,
-    ) -> anyhow::Result<Box<dyn Generator>> {
-        self.open_with(
-            spec,
-            served_model,
-            nxt_llm::engine::EngineOptions::default(),
-        )
-    }
-
-    /// [`ModelArgs::open_as`] with the embedded engine's options (its adapter).
-    fn open_with(
-        &self,
-        spec: &str,
-        served_model: Option<String>,
-        engine: nxt_llm::engine::EngineOptions,
-    ) -> anyhow::Result<Box<dyn Generator>> {
-        let opts = nxt_llm::OpenOptions {
-            served_model,
-            concurrency: self.concurrency.max(1),
-            request_timeout: Duration::from_secs(1800),
-            engine,
-            ..Default::default()
-        };
-        eprintln!("loading model {spec} ...");
-        let g = nxt_llm::open_generator(spec, &opts).with_context(|| {
-            format!("cannot open model `{spec}` (a model directory, a hub id such as Qwen/Qwen2.5-Coder-0.5B-Instruct, which needs network access the first time, or a server URL)")
-        })?;
-        g.preflight()
-            .with_context(|| format!("model `{spec}` cannot serve"))?;
-        Ok(g)
-    }
-
-    /// A sandbox pool.
-    pub fn pool(&self) -> anyhow::Result<nxt_sandbox::Pool> {
-        nxt_data::default_pool(self.allow_weak_isolation).context("cannot start the sandbox")
-    }
-}
+use nxt_core::{run_eval, EvalConfig, EvalContext, RunStore};
+use nxt_data::Benchmark;
 
 /// Arguments of `nxt eval`.
 #[derive(Debug, clap::Args)]
@@ -183,100 +56,14 @@ pub struct Args {
     /// Base seed of sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Data directory (default: $NXT_DATA_DIR, else $XDG_DATA_HOME/nxt/data or
-    /// ~/.local/share/nxt/data).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDirArgs,
     /// Download the benchmark's datasets first if they are missing (needs network access).
     #[arg(long)]
     pub fetch: bool,
     /// Requests handed to the generator at once.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
-}
-
-/// The datasets a benchmark reads.
-fn needed_datasets(benchmark: &str) -> &'static [&'static str] {
-    match benchmark {
-        "hefix+" => &["humanevalfix", "humaneval+"],
-        "hefix" => &["humanevalfix"],
-        "mbpp-r" | "mbpp" => &["mbpp"],
-        "humaneval" => &["humaneval"],
-        "humaneval+" => &["humaneval+"],
-        _ => &[],
-    }
-}
-
-/// Resolve the data directory, fetching missing files when asked.
-pub fn data_dir(flag: Option<&Path>, benchmark: &str, fetch: bool) -> anyhow::Result<PathBuf> {
-    let (dir, source) = nxt_data::registry::resolve_data_dir(flag);
-    if fetch {
-        for name in needed_datasets(benchmark) {
-            if nxt_data::registry::locate(&dir, name).is_err() {
-                let file = nxt_data::registry::dataset_file(name)?;
-                eprintln!("fetching {name} into {} ...", dir.display());
-                nxt_data::registry::fetch(&dir, file, None).with_context(|| {
-                    format!("cannot fetch dataset {name} (is the network reachable?)")
-                })?;
-            }
-        }
-    }
-    eprintln!("data directory: {} ({})", dir.display(), source.describe());
-    Ok(dir)
-}
-
-/// A progress bar driven by [`Progress`] events (one bar per stage).
-pub struct Bar {
-    bar: Option<ProgressBar>,
-    stage: &'static str,
-}
-
-impl Bar {
-    /// No bar yet.
-    pub fn new() -> Bar {
-        Bar {
-            bar: None,
-            stage: "",
-        }
-    }
-
-    /// Show one event.
-    pub fn update(&mut self, p: &Progress) {
-        if self.stage != p.stage || self.bar.is_none() {
-            if let Some(b) = self.bar.take() {
-                b.finish();
-            }
-            let b = ProgressBar::new(p.total as u64);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>8} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta} {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            b.set_prefix(p.stage);
-            self.bar = Some(b);
-            self.stage = p.stage;
-        }
-        if let Some(b) = &self.bar {
-            b.set_length(p.total as u64);
-            b.set_position(p.done as u64);
-            b.set_message(p.message.clone());
-        }
-    }
-
-    /// Finish the current bar.
-    pub fn finish(&mut self) {
-        if let Some(b) = self.bar.take() {
-            b.finish();
-        }
-    }
-}
-
-impl Default for Bar {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 fn slug(s: &str) -> String {
@@ -297,23 +84,22 @@ fn slug(s: &str) -> String {
         .collect()
 }
 
-/// The benchmarks `nxt eval` repairs (the others are datasets without buggy programs).
-pub const REPAIR_BENCHMARKS: &[&str] = &["hefix+", "mbpp-r", "hefix"];
-
 /// Checks every argument of `nxt eval` before any work: the benchmark, the split, `n`, the
 /// `k` of pass@k. Returns the canonical benchmark name, the split and the ks.
-fn check_args(args: &Args) -> anyhow::Result<(String, Option<nxt_data::Split>, Vec<usize>)> {
-    let benchmark = nxt_data::benchmarks::canonical_benchmark(&args.benchmark)
+fn check_args(args: &Args) -> anyhow::Result<(Benchmark, Option<nxt_data::Split>, Vec<usize>)> {
+    let benchmark = Benchmark::parse(&args.benchmark)
         .ok()
-        .filter(|b| REPAIR_BENCHMARKS.contains(b))
+        .filter(|b| b.is_repair())
         .ok_or_else(|| {
             exit::usage(format!(
                 "--benchmark {}: not a repair benchmark (expected one of {})",
                 args.benchmark,
-                REPAIR_BENCHMARKS.join(", ")
+                Benchmark::repair()
+                    .map(Benchmark::name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
-        })?
-        .to_string();
+        })?;
     if args.n == 0 {
         return Err(exit::usage("--n must be at least 1"));
     }
@@ -329,7 +115,7 @@ fn check_args(args: &Args) -> anyhow::Result<(String, Option<nxt_data::Split>, V
         ),
         None => None,
     };
-    if split.is_some() && benchmark != "mbpp-r" {
+    if split.is_some() && benchmark != Benchmark::MbppR {
         return Err(exit::usage(format!(
             "--split applies to mbpp-r only ({benchmark} has one split)"
         )));
@@ -382,11 +168,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(p) => Some(args.model.open_as(p, args.proxy_served_model.clone())?),
         None => None,
     };
-    let dir = data_dir(args.data_dir.as_deref(), &benchmark, args.fetch)?;
+    let dir = args.data.for_benchmark(benchmark, args.fetch)?;
     let pool = args.model.pool()?;
     eprintln!("loading benchmark {benchmark} ...");
-    let mut tasks =
-        nxt_data::load_benchmark_with(&benchmark, &dir, Some(&pool)).with_context(|| {
+    let mut tasks = nxt_data::load_benchmark_with(benchmark.name(), &dir, Some(&pool))
+        .with_context(|| {
             format!("cannot load benchmark {benchmark} (pass --fetch to download its data)")
         })?;
     let before = tasks.len();
@@ -411,7 +197,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let run_dir = args.run_dir.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(format!(
             "{}-{}-{}",
-            benchmark.replace('+', "plus"),
+            benchmark.name().replace('+', "plus"),
             match &args.model.adapter {
                 Some(a) => format!(
                     "{}+{}",
@@ -431,7 +217,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
     let store = RunStore::open(&run_dir.join("run.sqlite"))?;
     let cfg = EvalConfig {
-        benchmark: benchmark.clone(),
+        benchmark: benchmark.name().to_string(),
         repair: args.model.repair_config(),
         n: args.n,
         temperature: args.temperature,

@@ -9,6 +9,7 @@
 //! A batch exits 0 once every job has a result (failing programs are normal results), 2 on
 //! executor errors. Tests are split with the tokenizer of `nxt_core::pysource`.
 
+use crate::args::{sandbox_pool, SandboxArgs};
 use crate::exit;
 
 use std::collections::HashSet;
@@ -57,9 +58,8 @@ pub struct Args {
     /// Judge `==` in asserts with Python's plain `==` instead of the strict, type-checking one.
     #[arg(long)]
     pub plain_eq: bool,
-    /// Run even if some isolation layers are unavailable.
-    #[arg(long)]
-    pub allow_weak_isolation: bool,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
     /// JSON-lines file of jobs: {"id", "program", "tests": [...], "setup"?, "setup_after"?}.
     #[arg(
         long,
@@ -100,11 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn pool(args: &Args, workers: usize) -> anyhow::Result<Pool> {
-    let pool = Pool::new(PoolConfig {
-        workers,
-        allow_weak_isolation: args.allow_weak_isolation,
-        ..PoolConfig::default()
-    })?;
+    let pool = sandbox_pool(args.sandbox.allow_weak_isolation, Some(workers))?;
     let report = pool.isolation_report();
     if !report.complete() {
         eprintln!(
@@ -158,11 +154,7 @@ fn read_text(p: &Path) -> anyhow::Result<String> {
 }
 
 fn isolation_report(args: &Args) -> anyhow::Result<()> {
-    let pool = Pool::new(PoolConfig {
-        workers: 1,
-        allow_weak_isolation: true,
-        ..PoolConfig::default()
-    })?;
+    let pool = sandbox_pool(true, Some(1))?;
     let report = pool.isolation_report();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use nxt_data::samples::{grade_samples, read_samples};
 use nxt_data::store::GradeStore;
 
-use super::data::DataOpts;
+use crate::args::DataOpts;
 
 /// Arguments of `nxt grade`.
 #[derive(Debug, clap::Args)]
@@ -36,9 +36,9 @@ pub struct Args {
 /// Run `nxt grade`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (dir, _) = args.opts.dir();
-    let bench = nxt_data::benchmarks::canonical_benchmark(&args.dataset)?;
+    let bench = nxt_data::Benchmark::parse(&args.dataset)?;
     let pool = args.opts.pool()?;
-    let tasks = nxt_data::load_benchmark_with(bench, &dir, Some(&pool))?;
+    let tasks = nxt_data::load_benchmark_with(bench.name(), &dir, Some(&pool))?;
     let samples = read_samples(&args.samples, &tasks)?;
     let db = args.db.clone().unwrap_or_else(|| {
         let mut p = args.samples.clone().into_os_string();
@@ -49,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut bar: Option<ProgressBar> = None;
     let report = grade_samples(
         &pool,
-        bench,
+        bench.name(),
         &tasks,
         &samples,
         &store,

@@ -3,7 +3,7 @@
 
 use clap::Subcommand;
 
-mod adapter;
+pub(crate) mod adapter;
 mod check_rationale;
 mod data;
 mod eval;

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use nxt_core::repair_task;
 use nxt_core::task::{adhoc_task, split_tests};
 
-use super::eval::{data_dir, ModelArgs};
+use crate::args::{task_benchmark, DataDirArgs, ModelArgs};
 
 /// Arguments of `nxt repair`.
 #[derive(Debug, clap::Args)]
@@ -35,28 +35,11 @@ pub struct Args {
     /// Also print the whole prompt.
     #[arg(long)]
     pub show_prompt: bool,
-    /// Data directory (default: $NXT_DATA_DIR, else $XDG_DATA_HOME/nxt/data or
-    /// ~/.local/share/nxt/data).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDirArgs,
     /// Download the benchmark's data first if missing.
     #[arg(long)]
     pub fetch: bool,
-}
-
-/// `hefix/0` → (`hefix+`, `hefix/0`): the benchmark to load and the task id inside it.
-fn resolve_task(spec: &str) -> anyhow::Result<(String, String)> {
-    let (bench, rest) = spec.split_once('/').ok_or_else(|| {
-        crate::exit::usage(format!(
-            "--task {spec}: expected BENCHMARK/ID such as hefix/0"
-        ))
-    })?;
-    let bench = match bench {
-        // `hefix/N` names a HumanEvalFix bug; it is graded on HumanEval+ tests (HeFix+).
-        "hefix" | "hefix+" => "hefix+",
-        other => nxt_data::benchmarks::canonical_benchmark(other)?,
-    };
-    Ok((bench.to_string(), rest.to_string()))
 }
 
 /// Run `nxt repair`.
@@ -76,9 +59,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let pool = args.model.pool()?;
     let task = match (&args.task, &args.program, &args.tests) {
         (Some(t), _, _) => {
-            let (bench, id) = resolve_task(t)?;
-            let dir = data_dir(args.data_dir.as_deref(), &bench, args.fetch)?;
-            let tasks = nxt_data::load_benchmark_with(&bench, &dir, Some(&pool))
+            let (bench, id) = task_benchmark(t)?;
+            let dir = args.data.for_benchmark(bench, args.fetch)?;
+            let tasks = nxt_data::load_benchmark_with(bench.name(), &dir, Some(&pool))
                 .with_context(|| format!("cannot load benchmark {bench}"))?;
             let suffix = format!("/{id}");
             tasks

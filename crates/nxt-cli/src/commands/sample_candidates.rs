@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use nxt_core::candidates::{sample_candidates, CandidateOptions};
 use nxt_data::Split;
 
-use super::eval::{data_dir, Bar, ModelArgs};
+use crate::args::{Bar, DataDirArgs, ModelArgs};
+use nxt_data::Benchmark;
 
 /// The flags of [`ModelArgs`] that candidate sampling has no use for (it builds its own
 /// MBPP prompt, traces nothing and runs nothing in the sandbox): hidden from `--help` and
@@ -51,10 +52,8 @@ pub struct Args {
     /// Base seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Data directory (default: $NXT_DATA_DIR, else $XDG_DATA_HOME/nxt/data or
-    /// ~/.local/share/nxt/data).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDirArgs,
     /// Download MBPP first if missing.
     #[arg(long)]
     pub fetch: bool,
@@ -119,7 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.model.top_p
         )));
     }
-    let dir = data_dir(args.data_dir.as_deref(), "mbpp", args.fetch)?;
+    let dir = args.data.for_benchmark(Benchmark::Mbpp, args.fetch)?;
     let path = nxt_data::registry::locate(&dir, "mbpp")?;
     let all = nxt_data::loaders::load_mbpp(&path)?;
     let mut problems: Vec<_> = all

@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+
+use crate::args::{sandbox_pool, DataDirArgs, SandboxArgs};
 use nxt_trace::batch::{read_jobs, run_batch, BatchSettings};
 use nxt_trace::corpus::{task, CorpusError};
 use nxt_trace::survey::{cases, markdown, run_survey, summarize, CORPORA};
@@ -55,10 +57,8 @@ pub struct Args {
     /// For --stats: also run each test untraced and compare verdicts.
     #[arg(long)]
     pub compare: bool,
-    /// Data directory (default: $NXT_DATA_DIR, else $XDG_DATA_HOME/nxt/data or
-    /// ~/.local/share/nxt/data).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDirArgs,
     /// Events shown at the start of a line that ran many times.
     #[arg(long, default_value_t = 3)]
     pub head: usize,
@@ -86,20 +86,12 @@ pub struct Args {
     /// Sandbox workers (default: number of CPUs).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Run even if some sandbox isolation layers are unavailable.
-    #[arg(long)]
-    pub allow_weak_isolation: bool,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
 }
 
 fn pool(args: &Args) -> anyhow::Result<Pool> {
-    let mut config = PoolConfig {
-        allow_weak_isolation: args.allow_weak_isolation,
-        ..PoolConfig::default()
-    };
-    if let Some(w) = args.workers {
-        config.workers = w.max(1);
-    }
-    Pool::new(config).context("starting the sandbox pool")
+    sandbox_pool(args.sandbox.allow_weak_isolation, args.workers)
 }
 
 fn capture(args: &Args) -> anyhow::Result<CaptureOptions> {
@@ -131,7 +123,7 @@ fn render_options(args: &Args) -> RenderOptions {
 
 /// Run `nxt trace`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (data_dir, _) = nxt_data::registry::resolve_data_dir(args.data_dir.as_deref());
+    let (data_dir, _) = args.data.dir();
     let opts = render_options(&args);
     let cap = capture(&args)?;
     if args.stats {
