@@ -99,6 +99,14 @@ fn results_json(dir: &Path) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The pass@1 row of a headline table.
+fn pass_at_1_row(h: &nxt_report::headline::Headline) -> &nxt_report::headline::Row {
+    h.rows
+        .iter()
+        .find(|r| r.metric == Metric::PassAt(1))
+        .expect("pass@1 row")
+}
+
 fn render(dir: &Path, compare: &[&Path]) -> (String, nxt_report::ReportSummary) {
     let compare: Vec<_> = compare.iter().map(|p| p.to_path_buf()).collect();
     render_report(dir, &compare).unwrap_or_else(|e| panic!("report of {}: {e}", dir.display()))
@@ -146,11 +154,7 @@ fn headline_numbers_match_an_independent_computation() {
     let [base, _, it2] = dev_plans();
     let run = load_run(&st).expect("load");
     let h = headline(&run, &[]);
-    let row = h
-        .rows
-        .iter()
-        .find(|r| r.metric == Metric::PassAt(1))
-        .expect("pass@1 row");
+    let row = pass_at_1_row(&h);
     // Columns: dev base, dev iter 2 (chosen), its delta, then the test groups.
     assert_eq!(h.columns[0].label, "base");
     assert_eq!(h.columns[1].label, "iter 2");
@@ -488,15 +492,15 @@ fn compare_shows_runs_side_by_side_with_paired_deltas() {
     assert!(sec.contains("pass@k of the compared runs"));
     assert!(sec.contains("Coverage against this run"));
     // The headline has a column per compared run and their deltas.
-    let h = headline(
-        &load_run(&trace).expect("load"),
-        &[load_run(&no_trace).expect("load")],
-    );
+    let labels = |a: &Path, b: &Path| -> Vec<String> {
+        headline(&load_run(a).expect("load"), &[load_run(b).expect("load")])
+            .columns
+            .into_iter()
+            .map(|c| c.label)
+            .collect()
+    };
     assert_eq!(
-        h.columns
-            .iter()
-            .map(|c| c.label.as_str())
-            .collect::<Vec<_>>(),
+        labels(&trace, &no_trace),
         ["with-trace", "no-trace", "Δ no-trace"]
     );
     // And the summary names both.
@@ -505,14 +509,7 @@ fn compare_shows_runs_side_by_side_with_paired_deltas() {
     let (x, y) = (d.path().join("x/dev"), d.path().join("y/dev"));
     write_eval_run(&x, &a);
     write_eval_run(&y, &b);
-    let h = headline(&load_run(&x).expect("load"), &[load_run(&y).expect("load")]);
-    assert_eq!(
-        h.columns
-            .iter()
-            .map(|c| c.label.as_str())
-            .collect::<Vec<_>>(),
-        ["x/dev", "y/dev", "Δ y/dev"]
-    );
+    assert_eq!(labels(&x, &y), ["x/dev", "y/dev", "Δ y/dev"]);
     let (html, _) = render(&x, &[&y]);
     assert!(html.contains("<td>y/dev</td>"));
     // A self-training run compared with an eval run.
@@ -689,11 +686,7 @@ fn tensorboard_events_of_a_selftrain_run_read_back() {
     assert_eq!(read, count);
     // Dev pass@1 of the base (step 0) and of iteration 2, as in the headline.
     let h = headline(&run, &[]);
-    let row = h
-        .rows
-        .iter()
-        .find(|r| r.metric == Metric::PassAt(1))
-        .expect("row");
+    let row = pass_at_1_row(&h);
     let base = row.cells[0].expect("base").value;
     let it2 = row.cells[1].expect("iter 2").value;
     // (TensorBoard scalars are f32.)

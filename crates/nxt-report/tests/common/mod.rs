@@ -171,6 +171,25 @@ fn completion(text: String, tokens: usize, truncated: bool) -> Completion {
     }
 }
 
+/// Store one completion of `prompt_id` with its parse and verdict (a greedy or proxy sample).
+fn put_graded(
+    store: &RunStore,
+    task: &RepairTask,
+    prompt_id: i64,
+    text: &str,
+    tokens: usize,
+    passed: bool,
+) {
+    let ids = store
+        .put_samples(prompt_id, 0, &[completion(text.to_string(), tokens, false)])
+        .expect("sample");
+    let parsed = parse_completion(text, Some(&task.entry_point), &task.buggy_program);
+    store.put_parse(ids[0], &parsed).expect("parse");
+    store
+        .put_verdict(ids[0], passed, &json!({"passed": passed}))
+        .expect("verdict");
+}
+
 /// Write the plan's run store and `results.json` into `dir` (an `nxt eval` run directory);
 /// returns the eval report.
 pub fn write_eval_run(dir: &Path, plan: &EvalPlan) -> EvalReport {
@@ -287,14 +306,7 @@ pub fn write_eval_run(dir: &Path, plan: &EvalPlan) -> EvalReport {
                 .expect("greedy prompt");
             let op = if g { "+" } else { "*" };
             let text = format!("### Rationale\nGreedy.\n\n### Fixed program\n```python\ndef add_{i}(x):\n    return x {op} {i}\n```\n");
-            let ids = store
-                .put_samples(gp, 0, &[completion(text.clone(), 50, false)])
-                .expect("greedy sample");
-            let parsed = parse_completion(&text, Some(&task.entry_point), &task.buggy_program);
-            store.put_parse(ids[0], &parsed).expect("parse");
-            store
-                .put_verdict(ids[0], g, &json!({"passed": g}))
-                .expect("verdict");
+            put_graded(&store, &task, gp, &text, 50, g);
         }
         if let (Some(pp), Some(_)) = (tp.proxy_pass, &plan.proxy_model) {
             for (s, sid) in ids.iter().enumerate() {
@@ -308,14 +320,7 @@ pub fn write_eval_run(dir: &Path, plan: &EvalPlan) -> EvalReport {
                 let text = format!(
                     "### Fixed program\n```python\ndef add_{i}(x):\n    return x {op} {i}\n```\n"
                 );
-                let pids = store
-                    .put_samples(xp, 0, &[completion(text.clone(), 30, false)])
-                    .expect("proxy sample");
-                let parsed = parse_completion(&text, Some(&task.entry_point), &task.buggy_program);
-                store.put_parse(pids[0], &parsed).expect("parse");
-                store
-                    .put_verdict(pids[0], passes, &json!({"passed": passes}))
-                    .expect("verdict");
+                put_graded(&store, &task, xp, &text, 30, passes);
             }
         }
         tasks.push(task);
