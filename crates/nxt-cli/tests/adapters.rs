@@ -4,9 +4,11 @@
 //! and shape problems; bad adapter directories are input errors (exit 65) naming the file and
 //! the tensor key, before any model is loaded.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
 use nxt_llm::engine::adapter::{LoraAdapter, LoraConfig};
@@ -15,14 +17,9 @@ use nxt_llm::engine::{Engine, EngineOptions, ModelConfig};
 use nxt_llm::{GenerationRequest, Prompt, SamplingParams};
 use serde_json::Value;
 
-const NXT: &str = env!("CARGO_BIN_EXE_nxt");
+use common::{nxt, tmpdir};
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nxt-cli-adapters-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+const NXT: &str = env!("CARGO_BIN_EXE_nxt");
 
 fn spec(hidden: usize, seed: u64) -> TinyModelSpec {
     TinyModelSpec {
@@ -49,10 +46,6 @@ fn write_adapter(model: &Path, out: &Path, r: usize, seed: u64) {
         .unwrap()
         .save(out)
         .unwrap();
-}
-
-fn nxt(args: &[&str]) -> Output {
-    Command::new(NXT).args(args).output().unwrap()
 }
 
 fn s(p: &Path) -> &str {
@@ -109,7 +102,7 @@ fn generate(dir: &Path, model: &Path, tag: &str, extra: &[&str]) -> Vec<(String,
 
 #[test]
 fn generate_with_an_adapter_differs_from_the_base_and_equals_the_merged_model() {
-    let d = tmp("merge");
+    let d = tmpdir("merge");
     let model = d.join("model");
     write_tiny_model(&model, &spec(32, 11)).unwrap();
     let adapter = d.join("adapter");
@@ -208,7 +201,7 @@ fn assert_input_error(o: &Output, needles: &[&str]) {
 
 #[test]
 fn bad_adapters_are_input_errors_naming_the_file_and_the_key() {
-    let d = tmp("bad");
+    let d = tmpdir("bad");
     let model = d.join("model");
     write_tiny_model(&model, &spec(32, 11)).unwrap();
     let other = d.join("other");
@@ -335,7 +328,7 @@ fn bad_adapters_are_input_errors_naming_the_file_and_the_key() {
 
 #[test]
 fn check_adapter_reports_rank_alpha_targets_and_shape_mismatches() {
-    let d = tmp("check");
+    let d = tmpdir("check");
     let model = d.join("model");
     write_tiny_model(&model, &spec(32, 11)).unwrap();
     let other = d.join("other");
@@ -470,7 +463,7 @@ fn served_text(url: &str, name: &str, prompt: &str) -> String {
 
 #[test]
 fn serve_hosts_lora_modules_by_name_with_their_parent() {
-    let d = tmp("serve");
+    let d = tmpdir("serve");
     let model = d.join("model");
     write_tiny_model(&model, &spec(32, 11)).unwrap();
     let (a1, a2) = (d.join("a1"), d.join("a2"));
@@ -537,7 +530,7 @@ fn serve_hosts_lora_modules_by_name_with_their_parent() {
 
 #[test]
 fn an_adapter_trained_by_nxt_train_reproduces_its_completions_through_generate_and_serve() {
-    let d = tmp("memorise");
+    let d = tmpdir("memorise");
     let model = d.join("model");
     write_tiny_model(&model, &spec(64, 7)).unwrap();
     let pairs = [

@@ -3,52 +3,15 @@
 //! inputs said as such, tests numbered one way, syntax errors with their line, and the
 //! server refusing a chat message without content.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
-use nxt_sandbox::test_support::{skip, SANDBOX};
 
-fn nxt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nxt"))
-        .args(args)
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .expect("nxt runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nxt-cli-small-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn write(dir: &Path, name: &str, body: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, body).unwrap();
-    p.to_string_lossy().into_owned()
-}
-
-fn sandbox_ok() -> bool {
-    match nxt_sandbox::Pool::new(nxt_sandbox::PoolConfig {
-        workers: 1,
-        allow_weak_isolation: true,
-        ..Default::default()
-    }) {
-        Ok(_) => true,
-        Err(e) => {
-            skip(SANDBOX, &format!("sandbox unavailable: {e}"));
-            false
-        }
-    }
-}
+use common::{nxt, sandbox_ok, text, tmpdir, write};
 
 #[test]
 fn repair_n_0_is_refused_before_any_work() {

@@ -4,58 +4,16 @@
 //! 65), and a server's 400s are generation errors: counted, printed in the summary, exit 1,
 //! asked again on a rerun.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 use nxt_core::store::RunStore;
 use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
-use nxt_sandbox::test_support::{skip, DATA, SANDBOX};
 
-fn data_dir() -> Option<PathBuf> {
-    let d = std::env::var_os("NXT_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if d.join("humanevalfix").is_dir() {
-        Some(d)
-    } else {
-        skip(DATA, &format!("NXT_DATA_DIR {} not found", d.display()));
-        None
-    }
-}
-
-fn sandbox_ok() -> bool {
-    match nxt_sandbox::Pool::new(nxt_sandbox::PoolConfig {
-        workers: 1,
-        allow_weak_isolation: true,
-        ..Default::default()
-    }) {
-        Ok(_) => true,
-        Err(e) => {
-            skip(SANDBOX, &format!("sandbox unavailable: {e}"));
-            false
-        }
-    }
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nxt-cli-evalerr-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn nxt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nxt"))
-        .args(args)
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .expect("nxt runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{data_dir, nxt, sandbox_ok, text, tmpdir};
 
 /// A tiny model whose context (256 tokens) is shorter than any repair prompt.
 fn short_context_model(dir: &Path) {
@@ -71,7 +29,7 @@ fn short_context_model(dir: &Path) {
 
 #[test]
 fn arguments_are_checked_before_any_work() {
-    let d = tmp("args");
+    let d = tmpdir("args");
     let missing = d.join("no-data").to_string_lossy().into_owned();
     let base = [
         "eval",
@@ -107,7 +65,7 @@ fn arguments_are_checked_before_any_work() {
 
 #[test]
 fn an_unreachable_server_fails_at_once_and_leaves_no_run() {
-    let d = tmp("dead");
+    let d = tmpdir("dead");
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}/v1", l.local_addr().unwrap())
@@ -136,7 +94,7 @@ fn prompts_too_long_for_the_model_are_named_before_sampling() {
     if !sandbox_ok() {
         return;
     }
-    let d = tmp("toolong");
+    let d = tmpdir("toolong");
     let model = d.join("model");
     short_context_model(&model);
     let run_dir = d.join("run");
@@ -209,7 +167,7 @@ fn a_servers_400_is_a_generation_error_exit_1_and_retried_on_rerun() {
     if !sandbox_ok() {
         return;
     }
-    let d = tmp("http400");
+    let d = tmpdir("http400");
     let model = d.join("model");
     short_context_model(&model);
     let server = serve(&model);

@@ -3,6 +3,8 @@
 //! random model is near zero: the test checks that every stage ran and every record was stored.
 //! Then the same run is killed with SIGKILL mid-way and resumed: nothing lost, nothing doubled.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -10,37 +12,7 @@ use std::time::Duration;
 use nxt_core::store::{PromptKind, RunStore};
 use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
 
-fn data_dir() -> Option<PathBuf> {
-    let d = std::env::var_os("NXT_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if d.join("humanevalfix").is_dir() {
-        Some(d)
-    } else {
-        nxt_sandbox::test_support::skip(
-            nxt_sandbox::test_support::DATA,
-            &format!("NXT_DATA_DIR {} not found", d.display()),
-        );
-        None
-    }
-}
-
-fn sandbox_ok() -> bool {
-    match nxt_sandbox::Pool::new(nxt_sandbox::PoolConfig {
-        workers: 1,
-        allow_weak_isolation: true,
-        ..Default::default()
-    }) {
-        Ok(_) => true,
-        Err(e) => {
-            nxt_sandbox::test_support::skip(
-                nxt_sandbox::test_support::SANDBOX,
-                &format!("sandbox unavailable: {e}"),
-            );
-            false
-        }
-    }
-}
+use common::{data_dir, sandbox_ok};
 
 fn eval_cmd(model: &Path, data: &Path, run_dir: &Path, n: usize, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nxt"));

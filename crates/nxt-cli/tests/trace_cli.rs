@@ -2,55 +2,12 @@
 //! with a non-zero exit, task ids in the forms other commands use, missing and malformed ids
 //! told apart, and the same `--data-dir` default as every other command.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use nxt_sandbox::test_support::{skip, DATA, SANDBOX};
+use std::path::Path;
+use std::process::Output;
 
-fn nxt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nxt"))
-        .args(args)
-        .output()
-        .expect("nxt runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nxt-trace-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Whether the sandbox starts here (a skip otherwise, a failure where it is required).
-fn sandbox_ok() -> bool {
-    match nxt_sandbox::Pool::new(nxt_sandbox::PoolConfig {
-        workers: 1,
-        allow_weak_isolation: true,
-        ..Default::default()
-    }) {
-        Ok(_) => true,
-        Err(e) => {
-            skip(SANDBOX, &format!("sandbox unavailable: {e}"));
-            false
-        }
-    }
-}
-
-fn data_dir() -> Option<PathBuf> {
-    let d = std::env::var_os("NXT_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if d.join("humanevalfix").is_dir() && d.join("mbpp").is_dir() {
-        Some(d)
-    } else {
-        skip(DATA, &format!("NXT_DATA_DIR {} not found", d.display()));
-        None
-    }
-}
+use common::{data_dir, nxt, sandbox_ok, text, tmpdir};
 
 fn trace(program: &Path, test: &str, format: &str) -> Output {
     nxt(&[

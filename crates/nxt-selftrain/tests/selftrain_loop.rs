@@ -16,63 +16,9 @@ use nxt_selftrain::results::fingerprint;
 use nxt_selftrain::{run, RunEnd, RunOptions, SelftrainConfig, Shard};
 use serde_json::Value;
 
-/// A small configuration: about 34 training tasks, 4 samples each, 2 iterations.
-pub const CONFIG: &str = r#"
-[model]
-
-[toy.options]
-seed = 3
-instances_per_template = 1
-warm_start = 12
-corpus_tasks = 24
-
-[toy.options.model]
-hidden_size = 48
-intermediate_size = 96
-num_merges = 300
-
-[toy.warm_start]
-epochs = 60
-lr = 1e-2
-batch_size = 4
-
-[prompt]
-layout = "completion"
-max_tokens = 160
-
-[hard]
-samples_per_task = 4
-threshold = 1.0
-
-[sampling]
-samples_per_task = 4
-temperature = 1.0
-reuse_hard_samples = false
-
-[keep]
-max_per_task = 2
-
-[train]
-lora_r = 4
-lr = 1e-3
-epochs = 1
-batch_size = 2
-grad_accum = 1
-schedule = "constant"
-
-[eval]
-dev_samples = 2
-test_samples = 2
-ks = [1]
-
-[data]
-dev_limit = 3
-test_limit = 2
-
-[loop]
-iterations = 2
-patience = 2
-"#;
+/// The smallest whole run: about 34 training tasks, 4 samples each, 2 iterations (the file
+/// is also the README's smoke run; nxt-cli's kill -9 test runs it too).
+pub const CONFIG: &str = include_str!("../../../examples/toy-selftrain-smoke.toml");
 
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
