@@ -1,7 +1,9 @@
 //! `nxt`: the NExT command-line tool.
 //!
-//! Each subcommand lives in its own module under `commands/`; this file only dispatches and
-//! turns errors into one line and an exit status ([`exit`]).
+//! Each subcommand lives in its own module under `commands/`; the argument groups several
+//! commands share (data directory, sandbox, model and prompt, progress bar) and the one sandbox
+//! pool constructor are in [`args`]; this file only dispatches and turns errors into one line
+//! and an exit status ([`exit`]).
 
 mod args;
 mod commands;

@@ -6,6 +6,7 @@
 //! * [`parse`]: completion → (rationale, fixed program); [`pysource`]: Python source split
 //!   into top-level statements by a tokenizer (tests files, completions).
 //! * [`repair`]: one repair: failing test → trace → prompt → generate → parse → grade.
+//! * [`config`]: [`EvalConfig`], the settings an evaluation and its report share.
 //! * [`eval`]: `n` samples per task, greedy, proxy; resumable through [`store`], the SQLite run
 //!   store; [`report`]: pass@k, unparseable rate, token usage as text / JSON / markdown.
 //! * [`candidates`]: sampling candidate programs for building MBPP-R.

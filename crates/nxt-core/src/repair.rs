@@ -181,22 +181,20 @@ pub fn parse_for(task: &RepairTask, text: &str) -> ParsedCompletion {
     parse_completion(text, ep, &task.buggy_program)
 }
 
-/// Grade several programs of one or more tasks in parallel through the pool; `on_done(i, r)`
-/// is called as each finishes.
+/// Grade several programs of one or more tasks in parallel through the pool
+/// ([`nxt_data::grade_many`]); `on_done(i, r)` is called as each finishes.
 pub fn grade_programs(
     pool: &Pool,
     items: &[(&RepairTask, &str)],
     on_done: &mut dyn FnMut(usize, Result<GradeResult, CoreError>),
 ) {
-    let jobs: Vec<_> = items
-        .iter()
-        .map(|(t, p)| t.grading_job(p, grading_limits()))
-        .collect();
-    pool.run_many(&jobs, |i, r| {
+    nxt_data::grade_many(pool, items, &mut |i, r| {
         on_done(
             i,
-            r.map(|res| GradeResult::from_job(items[i].0, &res))
-                .map_err(CoreError::from),
+            r.map_err(|e| match e {
+                nxt_data::DataError::Sandbox(e) => CoreError::Sandbox(e),
+                other => CoreError::Invalid(other.to_string()),
+            }),
         );
     });
 }

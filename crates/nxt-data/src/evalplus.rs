@@ -15,9 +15,9 @@ use crate::loaders::EvalPlusRecord;
 use crate::task::TestSuite;
 
 /// Python driver computing expected outputs (trusted; runs in the sandbox).
-pub const EXPECTED_DRIVER: &str = include_str!("py/evalplus_expected.py");
+pub const EXPECTED_DRIVER: &str = include_str!("../python/evalplus_expected.py");
 /// Python helpers used by EvalPlus-style tests (`_nxt_ep_eq`, `_nxt_ep_zero`).
-pub const CHECK_HELPERS: &str = include_str!("py/evalplus_check.py");
+pub const CHECK_HELPERS: &str = include_str!("../python/evalplus_check.py");
 
 /// Version of the cache layout (bump when the driver's output changes).
 const CACHE_VERSION: u32 = 2;

@@ -54,6 +54,50 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<(usize, T)>> {
         .collect()
 }
 
+/// The complete records of a resumable JSONL output: a file that a run appends one JSON object
+/// per line to and that a kill may leave with a cut-off last line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResumedOutput {
+    /// Each complete, non-blank line with its 1-based line number.
+    pub records: Vec<(usize, serde_json::Value)>,
+    /// Bytes of an unfinished last line that were cut off the file (0 when none).
+    pub dropped_bytes: usize,
+}
+
+/// Read a resumable JSONL output (see [`ResumedOutput`]): a missing file has no records; an
+/// unfinished last line (no newline) is cut off the file, so that appending starts on a clean
+/// line; a complete line that is not JSON is an error naming the file and line.
+pub fn read_resumable(path: &Path) -> Result<ResumedOutput> {
+    let mut data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ResumedOutput::default()),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let dropped_bytes = data.len() - complete;
+    if dropped_bytes > 0 {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        f.set_len(complete as u64).map_err(io_err(path))?;
+        data.truncate(complete);
+    }
+    let mut records = Vec::new();
+    for (i, line) in data.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_slice(line)
+            .map_err(|e| malformed(path, i + 1, format!("not a JSON output line: {e}")))?;
+        records.push((i + 1, v));
+    }
+    Ok(ResumedOutput {
+        records,
+        dropped_bytes,
+    })
+}
+
 /// Split one JSON object into its top-level fields, keeping each value's raw text.
 ///
 /// Unlike `serde_json`, this accepts the non-standard tokens `NaN`, `Infinity` and

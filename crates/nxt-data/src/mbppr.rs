@@ -23,7 +23,7 @@ use crate::registry::{self, sha256_file};
 use crate::task::{RepairTask, Split};
 
 /// Python driver that parses and normalises programs (never runs them).
-pub const NORMALISE_DRIVER: &str = include_str!("py/normalise.py");
+pub const NORMALISE_DRIVER: &str = include_str!("../python/normalise.py");
 
 /// One candidate program.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -21,7 +21,7 @@
 //! # How a job runs
 //!
 //! The pool starts `workers` CPython processes (`-I -S -B`, the trusted harness
-//! `src/harness.py` shipped in the binary). Each worker is PID 1 of its own PID namespace and
+//! `python/harness.py` shipped in the binary). Each worker is PID 1 of its own PID namespace and
 //! has its own network, IPC, UTS and mount namespaces (job directories live on a tmpfs private
 //! to it), with `no_new_privs`, landlock (write only below its own directory; no reads of
 //! `/proc`, `/sys`, `/dev`) and the seccomp filters of [`seccomp_programs`] set up in Rust
@@ -59,6 +59,16 @@
 //! program from reaching harness objects. CPython audit hooks are not a security boundary
 //! against a C-level exploit of the interpreter; such an exploit would still be confined by
 //! the kernel layers (namespaces, uid, landlock, seccomp, rlimits), but could forge a result.
+
+//!
+//! # Layout
+//!
+//! `pool.rs` (the public pool and its job loop), `worker.rs` (one fork server and the channels
+//! of a job), `compiler.rs` (its compiler process), `process.rs` (starting either one as a
+//! confined process, and the descriptor helpers both use), `confine.rs` and `seccomp.rs` (the
+//! kernel layers), `wire.rs` (frames and records), `python.rs` ([`find_python`]). The Python
+//! side lives in `python/` and is embedded with `include_str!`: `harness.py` (the worker) and
+//! `strict.py` (the strict comparison functions, handed to the harness in its environment).
 
 use std::time::Duration;
 

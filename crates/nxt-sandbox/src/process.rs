@@ -12,7 +12,11 @@ use std::process::{Child, Command, Stdio};
 use crate::SandboxError;
 
 /// The trusted Python harness every worker runs.
-const HARNESS: &str = include_str!("harness.py");
+const HARNESS: &str = include_str!("../python/harness.py");
+/// The strict comparison functions the harness executes in globals of their own.
+const STRICT: &str = include_str!("../python/strict.py");
+/// The environment variable that carries [`STRICT`] to the harness (which takes it out).
+const STRICT_ENV: &str = "NXT_SANDBOX_STRICT";
 /// The environment variable that carries [`HARNESS`] to the interpreter.
 const HARNESS_ENV: &str = "NXT_SANDBOX_HARNESS";
 /// The `-c` program: runs the harness from [`HARNESS_ENV`] (taken out of the environment
@@ -64,7 +68,8 @@ pub(crate) fn start_confined(
         // Resolve every dynamic symbol at start: else each forked job process would resolve
         // (and copy the pages of) the ones the worker never called itself.
         .env("LD_BIND_NOW", "1")
-        .env(HARNESS_ENV, HARNESS);
+        .env(HARNESS_ENV, HARNESS)
+        .env(STRICT_ENV, STRICT);
     let plan = crate::confine::Plan::new(dir, s.tmpfs_mb, s.seccomp, status_w.as_raw_fd())?;
     // SAFETY: Plan::apply and place_fds only make async-signal-safe calls and allocate nothing.
     unsafe {

@@ -74,6 +74,9 @@ pub enum BatchError {
         /// What was wrong.
         message: String,
     },
+    /// The output file to resume from is unreadable or malformed.
+    #[error(transparent)]
+    Output(#[from] nxt_data::DataError),
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> BatchError + '_ {
@@ -110,34 +113,15 @@ pub fn read_jobs(path: &Path) -> Result<Vec<BatchJob>, BatchError> {
     Ok(jobs)
 }
 
-/// Ids already present in an output file (for resuming). A partial last line (an interrupted
-/// write) is cut off the file.
+/// Ids already present in an output file (for resuming; [`nxt_data::jsonl::read_resumable`]:
+/// a partial last line, an interrupted write, is cut off the file).
 pub fn done_ids(out: &Path) -> Result<HashSet<String>, BatchError> {
-    let mut ids = HashSet::new();
-    let Ok(text) = std::fs::read_to_string(out) else {
-        return Ok(ids);
-    };
-    let complete = match text.rfind('\n') {
-        Some(p) => p + 1,
-        None => 0,
-    };
-    if complete < text.len() {
-        let f = OpenOptions::new()
-            .write(true)
-            .open(out)
-            .map_err(io_err(out))?;
-        f.set_len(complete as u64).map_err(io_err(out))?;
-    }
-    #[derive(Deserialize)]
-    struct Id {
-        id: String,
-    }
-    for line in text[..complete].lines() {
-        if let Ok(r) = serde_json::from_str::<Id>(line) {
-            ids.insert(r.id);
-        }
-    }
-    Ok(ids)
+    let resumed = nxt_data::jsonl::read_resumable(out)?;
+    Ok(resumed
+        .records
+        .into_iter()
+        .filter_map(|(_, v)| v.get("id")?.as_str().map(String::from))
+        .collect())
 }
 
 /// Settings of a batch run.

@@ -14,6 +14,13 @@
 //! println!("{}", render(&t, Format::Inline, &RenderOptions::default()));
 //! # Ok(()) }
 //! ```
+//!
+//! Layout: [`model`] (the trace), [`render`], [`runner`] (driver runners), [`check`] (trace
+//! consistency), [`batch`] (resumable JSONL batches, resuming through
+//! `nxt_data::jsonl::read_resumable`), [`corpus`] (benchmark programs read with `nxt-data`'s
+//! loaders from the data directory `nxt_data::registry::resolve_data_dir` names) and [`survey`]
+//! (whole corpora traced and checked). The Python side lives in `python/` and is embedded with
+//! `include_str!`.
 
 pub mod batch;
 pub mod check;

@@ -14,7 +14,7 @@ use crate::exit;
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -296,39 +296,21 @@ fn id_key(v: &Value) -> String {
 /// Reads the ids already completed in `out`; cuts off a truncated last line (a run killed
 /// mid-write) so appending continues cleanly. Lines recording an executor error are redone.
 fn completed_ids(out: &Path) -> anyhow::Result<HashSet<String>> {
-    let mut done = HashSet::new();
-    let mut f = match OpenOptions::new().read(true).write(true).open(out) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(done),
-        Err(e) => return Err(e).with_context(|| format!("cannot open {}", out.display())),
-    };
-    let mut data = Vec::new();
-    f.read_to_end(&mut data)
-        .with_context(|| format!("cannot read {}", out.display()))?;
-    let good_len = match data.iter().rposition(|&b| b == b'\n') {
-        Some(p) => p + 1,
-        None => 0,
-    };
-    for (n, line) in data[..good_len].split(|&b| b == b'\n').enumerate() {
-        if line.iter().all(|b| b.is_ascii_whitespace()) {
-            continue;
-        }
-        let v: Value = serde_json::from_slice(line)
-            .with_context(|| format!("{}:{}: not a JSON result line", out.display(), n + 1))?;
-        let id = v
-            .get("id")
-            .with_context(|| format!("{}:{}: result has no id", out.display(), n + 1))?;
-        if v.get("error").is_none() {
-            done.insert(id_key(id));
-        }
-    }
-    if good_len < data.len() {
+    let resumed = nxt_data::jsonl::read_resumable(out)?;
+    if resumed.dropped_bytes > 0 {
         eprintln!(
             "note: {} ends with an incomplete line (interrupted run); it is dropped",
             out.display()
         );
-        f.set_len(good_len as u64)?;
-        f.seek(SeekFrom::End(0))?;
+    }
+    let mut done = HashSet::new();
+    for (line, v) in &resumed.records {
+        let id = v
+            .get("id")
+            .with_context(|| format!("{}:{line}: result has no id", out.display()))?;
+        if v.get("error").is_none() {
+            done.insert(id_key(id));
+        }
     }
     Ok(done)
 }

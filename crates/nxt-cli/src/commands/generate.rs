@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -142,45 +142,26 @@ fn read_prompts(path: &Path) -> anyhow::Result<Vec<PromptLine>> {
 /// Ids already in the output. A last line without its newline (the process was killed while
 /// writing it) is cut off so that appending starts on a clean line.
 fn done_ids(path: &Path) -> anyhow::Result<HashSet<String>> {
-    let mut done = HashSet::new();
-    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(done),
-        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
-    };
-    let mut data = Vec::new();
-    file.read_to_end(&mut data)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let complete = match data.iter().rposition(|&b| b == b'\n') {
-        Some(p) => p + 1,
-        None => 0,
-    };
-    if complete < data.len() {
+    let resumed = nxt_data::jsonl::read_resumable(path).with_context(|| {
+        format!(
+            "{}: not an nxt generate output? fix or remove the file",
+            path.display()
+        )
+    })?;
+    if resumed.dropped_bytes > 0 {
         eprintln!(
             "{}: dropping an unfinished last line ({} bytes); its prompt will be redone",
             path.display(),
-            data.len() - complete
+            resumed.dropped_bytes
         );
-        file.set_len(complete as u64)
-            .with_context(|| format!("cannot truncate {}", path.display()))?;
-        file.seek(SeekFrom::End(0))?;
     }
-    for (i, line) in data[..complete].split(|&b| b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let v: Value = serde_json::from_slice(line).with_context(|| {
-            format!(
-                "{}:{}: not valid JSON (not an nxt generate output?); fix or remove the file",
-                path.display(),
-                i + 1
-            )
-        })?;
+    let mut done = HashSet::new();
+    for (line, v) in &resumed.records {
         match v.get("id") {
             Some(id) => {
                 done.insert(id_key(id));
             }
-            None => bail!("{}:{}: a line without \"id\"", path.display(), i + 1),
+            None => bail!("{}:{line}: a line without \"id\"", path.display()),
         }
     }
     Ok(done)

@@ -157,8 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .run_dir
         .clone()
         .unwrap_or_else(|| default_run_dir(&config));
-    let pool =
-        nxt_data::default_pool(args.allow_weak_isolation).context("cannot start the sandbox")?;
+    let pool = crate::args::sandbox_pool(args.allow_weak_isolation, None)?;
     eprintln!("self-training run in {}", run_dir.display());
     let opts = RunOptions {
         shard: args.shard,
