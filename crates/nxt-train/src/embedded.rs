@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
-use nxt_llm::engine::adapter::{LoraAdapter, LoraConfig};
+use nxt_llm::engine::adapter::{copy_model_files, LoraAdapter, LoraConfig};
 use nxt_llm::engine::model::{DropoutRng, LoraBranch};
 use nxt_llm::engine::{ModelConfig, Transformer};
 use rand::distr::{Distribution, Uniform};
@@ -369,7 +369,8 @@ fn write_outputs(
         candle_core::safetensors::save(&tensors, &tmp)?;
         std::fs::rename(&tmp, out.join("model.safetensors"))
             .map_err(|e| TrainError::io(out.join("model.safetensors"), e))?;
-        copy_model_files(&base.dir, out)?;
+        // The trained weights are written unsharded: the base's safetensors index goes too.
+        copy_model_files(&base.dir, out, &["model.safetensors.index.json"])?;
         Ok((None, Some(out.clone())))
     } else {
         let lcfg = LoraConfig::new(
@@ -384,36 +385,6 @@ fn write_outputs(
         adapter.save(out)?;
         Ok((Some(out.clone()), None))
     }
-}
-
-/// Copies a model directory's config and tokenizer files (everything but weights) to `out`.
-fn copy_model_files(src: &Path, out: &Path) -> Result<(), TrainError> {
-    let rd = std::fs::read_dir(src).map_err(|e| TrainError::io(src, e))?;
-    for e in rd.flatten() {
-        let p = e.path();
-        if !p.is_file() {
-            continue;
-        }
-        let name = e.file_name().to_string_lossy().to_string();
-        let weights = [
-            ".safetensors",
-            ".bin",
-            ".pt",
-            ".pth",
-            ".gguf",
-            ".h5",
-            ".msgpack",
-        ]
-        .iter()
-        .any(|x| name.ends_with(x))
-            || name == "model.safetensors.index.json"
-            || name == "pytorch_model.bin.index.json";
-        if weights || name.starts_with('.') {
-            continue;
-        }
-        std::fs::copy(&p, out.join(&name)).map_err(|e| TrainError::io(out.join(&name), e))?;
-    }
-    Ok(())
 }
 
 /// Runs (or resumes, or returns the summary of) an embedded training run.

@@ -1423,8 +1423,10 @@ pub struct MergeSummary {
     pub copied: Vec<PathBuf>,
 }
 
-/// Files of a model directory that are weights (not copied by [`merge_model_dir`]).
-fn is_weight_file(name: &str) -> bool {
+/// Whether a file of a model directory holds weights (any of the formats the hub serves, or
+/// the PyTorch shard index), by its name: what [`merge_model_dir`] rewrites instead of
+/// copying, and what trainers writing a model directory of their own leave out.
+pub fn is_weight_file(name: &str) -> bool {
     [
         ".safetensors",
         ".bin",
@@ -1437,6 +1439,31 @@ fn is_weight_file(name: &str) -> bool {
     .iter()
     .any(|x| name.ends_with(x))
         || name == "pytorch_model.bin.index.json"
+}
+
+/// Copies the files of model directory `src` that are not weights (config, tokenizer,
+/// generation config, shard index; see [`is_weight_file`]) into `out`, leaving out dotfiles
+/// and the names in `skip`; each is written through a temporary file renamed into place, in
+/// name order. Returns the paths written.
+pub fn copy_model_files(src: &Path, out: &Path, skip: &[&str]) -> Result<Vec<PathBuf>, LlmError> {
+    let entries = std::fs::read_dir(src)
+        .map_err(|e| LlmError::Model(format!("{}: cannot list: {e}", src.display())))?;
+    let mut names: Vec<(String, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .filter(|(n, _)| !n.starts_with('.') && !is_weight_file(n) && !skip.contains(&n.as_str()))
+        .collect();
+    names.sort();
+    let mut copied = Vec::new();
+    for (name, path) in names {
+        let bytes = std::fs::read(&path)
+            .map_err(|e| LlmError::Model(format!("{}: cannot read: {e}", path.display())))?;
+        let dest = out.join(&name);
+        write_atomic(&dest, &bytes)?;
+        copied.push(dest);
+    }
+    Ok(copied)
 }
 
 /// Writes base + adapter as a Hugging Face model directory in `out` (PEFT's
@@ -1545,23 +1572,7 @@ pub fn merge_model_dir(
             .map_err(|e| LlmError::Model(format!("{}: cannot write: {e}", dest.display())))?;
         weight_files.push(dest);
     }
-    let mut copied = Vec::new();
-    let entries = std::fs::read_dir(base_dir)
-        .map_err(|e| LlmError::Model(format!("{}: cannot list: {e}", base_dir.display())))?;
-    let mut names: Vec<(String, PathBuf)> = entries
-        .flatten()
-        .filter(|e| e.path().is_file())
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-        .filter(|(n, _)| !n.starts_with('.') && !is_weight_file(n))
-        .collect();
-    names.sort();
-    for (name, src) in names {
-        let bytes = std::fs::read(&src)
-            .map_err(|e| LlmError::Model(format!("{}: cannot read: {e}", src.display())))?;
-        let dest = out.join(&name);
-        write_atomic(&dest, &bytes)?;
-        copied.push(dest);
-    }
+    let copied = copy_model_files(base_dir, out, &[])?;
     Ok(MergeSummary {
         modules: plan.len(),
         weight_files,
