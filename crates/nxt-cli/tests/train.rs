@@ -390,3 +390,141 @@ fn the_launchers_process_group_does_not_outlive_nxt() {
     assert!(!out2.join("launcher.json").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The smallest toy self-training run with `trainer = "trl"`: one iteration. The warm start
+/// (which goes through the same trainer) must be long enough for some hard-stage samples to
+/// pass (25 epochs are not: nothing is kept and no iteration trains).
+const SELFTRAIN_TRL: &str = r#"
+[model]
+
+[toy.options]
+seed = 5
+instances_per_template = 1
+warm_start = 12
+corpus_tasks = 24
+
+[toy.options.model]
+hidden_size = 48
+intermediate_size = 96
+num_merges = 300
+
+[toy.warm_start]
+epochs = 40
+lr = 1e-2
+batch_size = 4
+
+[prompt]
+layout = "completion"
+max_tokens = 120
+
+[hard]
+samples_per_task = 4
+threshold = 1.0
+
+[sampling]
+samples_per_task = 4
+temperature = 1.0
+reuse_hard_samples = true
+
+[keep]
+max_per_task = 2
+
+[train]
+trainer = "trl"
+launcher = "@LAUNCHER@"
+lora_r = 4
+lr = 1e-3
+epochs = 1
+batch_size = 2
+schedule = "constant"
+
+[eval]
+dev_samples = 1
+test_samples = 1
+ks = [1]
+
+[data]
+dev_limit = 2
+test_limit = 1
+
+[loop]
+iterations = 1
+patience = 1
+"#;
+
+/// One self-training iteration whose fine-tuning goes through the TRL hand-off (the stand-in
+/// leaves what `trl sft` leaves) completes: the iteration's step count, losses and metrics
+/// come from the launcher's trainer_state.json, and its adapter is the model of the dev
+/// evaluation.
+#[test]
+fn a_selftrain_iteration_trains_through_the_trl_hand_off() {
+    use nxt_sandbox::test_support::{skip, SANDBOX};
+    if let Err(e) = nxt_sandbox::Pool::new(nxt_sandbox::PoolConfig::default()) {
+        skip(
+            SANDBOX,
+            &format!("sandbox with full isolation unavailable: {e}"),
+        );
+        return;
+    }
+    let dir = tmp("selftrain-trl");
+    let script = dir.join("standin.py");
+    std::fs::write(&script, STANDIN).unwrap();
+    let python = std::env::var("NXT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let launcher = format!("{python} {} {{config}}", script.display());
+    let config = dir.join("selftrain.toml");
+    std::fs::write(
+        &config,
+        SELFTRAIN_TRL.replace("@LAUNCHER@", &launcher.replace('\\', "\\\\")),
+    )
+    .unwrap();
+    let run_dir = dir.join("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_nxt"))
+        .arg("selftrain")
+        .arg("--config")
+        .arg(&config)
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .env("NXT_BIN", env!("CARGO_BIN_EXE_nxt"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("stand-in trl: running the embedded trainer"),
+        "{stderr}"
+    );
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("results.json")).unwrap())
+            .unwrap();
+    let it = &results["iterations"][0];
+    assert!(it["kept"].as_u64().unwrap_or(0) > 0, "nothing kept: {it:#}");
+    let train = &it["train"];
+    assert_eq!(train["summary"]["backend"], "trl", "{train:#}");
+    let steps = train["steps"].as_u64().unwrap_or(0);
+    assert!(steps > 0, "{train:#}");
+    assert!(
+        it["train_loss"].as_f64().is_some_and(f64::is_finite),
+        "{it:#}"
+    );
+    let adapter = train["adapter"].as_str().expect("the iteration's adapter");
+    assert_eq!(adapter, "iter-1/train/trl");
+    let adapter_dir = run_dir.join(adapter);
+    assert!(adapter_dir.join("adapter_model.safetensors").exists());
+    assert!(adapter_dir
+        .join(format!("checkpoint-{steps}/trainer_state.json"))
+        .exists());
+    let metrics = std::fs::read_to_string(run_dir.join("iter-1/train/metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count() as u64, steps);
+    // The dev evaluation of iteration 1 ran on the base with that adapter loaded.
+    let dev: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("iter-1/dev/results.json")).unwrap(),
+    )
+    .unwrap();
+    let model = dev["model"].as_str().unwrap_or_default();
+    assert!(
+        model.contains('+') && model.ends_with(&adapter_dir.display().to_string()),
+        "{model}"
+    );
+    assert!(it["dev"]["pass@1"].as_f64().is_some(), "{it:#}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
