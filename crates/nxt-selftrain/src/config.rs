@@ -797,16 +797,25 @@ fn check_source(key: &str, src: &str) -> Result<(), SelftrainError> {
         return Ok(());
     }
     let (bench, split) = src.split_once(':').unwrap_or((src, ""));
-    let known = ["mbpp-r", "hefix+", "hefix"];
-    if !known.contains(&bench) {
+    let benchmark = nxt_data::Benchmark::parse(bench)
+        .ok()
+        .filter(|b| b.is_repair());
+    let Some(benchmark) = benchmark else {
+        let names: Vec<String> = nxt_data::Benchmark::repair()
+            .map(|b| match b {
+                nxt_data::Benchmark::MbppR => format!("{}:SPLIT", b.name()),
+                _ => b.name().to_string(),
+            })
+            .collect();
         return Err(SelftrainError::Config {
             key: key.into(),
             message: format!(
-                "`{src}`: unknown benchmark `{bench}` (expected mbpp-r:SPLIT, hefix+, hefix or a .jsonl file of repair tasks)"
+                "`{src}`: unknown benchmark `{bench}` (expected {} or a .jsonl file of repair tasks)",
+                names.join(", ")
             ),
         });
-    }
-    if bench == "mbpp-r" && nxt_data::Split::parse(split).is_none() {
+    };
+    if benchmark == nxt_data::Benchmark::MbppR && nxt_data::Split::parse(split).is_none() {
         return Err(SelftrainError::Config {
             key: key.into(),
             message: format!(

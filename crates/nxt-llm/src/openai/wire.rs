@@ -191,7 +191,7 @@ pub struct UsageField {
 /// Chat log-probability entry of one token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TokenLogprob {
-    /// Token text (`nxt serve` leaves it empty: the generator reports values only).
+    /// Token text: the token's decoded piece (`nxt serve` fills it from the engine's vocabulary).
     #[serde(default)]
     pub token: String,
     /// Log-probability of the sampled token.
