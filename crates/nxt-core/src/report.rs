@@ -103,7 +103,9 @@ pub struct FaithfulnessRates {
 }
 
 impl FaithfulnessRates {
-    fn add(&mut self, verdict: &str) {
+    /// Counts one checked rationale by its verdict (`faithful`, `unfaithful`, anything else
+    /// as no claim) and updates the rates.
+    pub fn add(&mut self, verdict: &str) {
         self.checked += 1;
         match verdict {
             "faithful" => self.faithful += 1,

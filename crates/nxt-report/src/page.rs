@@ -1,6 +1,7 @@
 //! The report page: sections built from a loaded run, each with its plots, tables and notes
 //! of what is missing.
 
+use nxt_core::report::FaithfulnessRates;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
@@ -993,51 +994,26 @@ struct FaithRow<'a> {
     pass1: Option<Value95>,
 }
 
-/// Faithfulness counts of one side (fix passed or failed): checked, faithful, unfaithful,
-/// no claim.
-#[derive(Default, Clone, Copy)]
-struct FaithCounts {
-    checked: usize,
-    faithful: usize,
-    unfaithful: usize,
-    no_claim: usize,
+/// The rates of one side (fix passed or failed), in bar order: faithful, unfaithful, no claim.
+fn faith_rates(c: &FaithfulnessRates) -> [f64; 3] {
+    [c.faithful_rate, c.unfaithful_rate, c.no_claim_rate]
 }
 
-impl FaithCounts {
-    fn add(&mut self, verdict: &str) {
-        self.checked += 1;
-        match verdict {
-            "faithful" => self.faithful += 1,
-            "unfaithful" => self.unfaithful += 1,
-            _ => self.no_claim += 1,
+/// Table cells of one side: checked, then each rate with its count ("-" when none checked).
+fn faith_cells(c: &FaithfulnessRates) -> [String; 4] {
+    let cell = |r: f64, k: usize| {
+        if c.checked == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.1} ({k})", 100.0 * r)
         }
-    }
-
-    fn rates(&self) -> [f64; 3] {
-        let n = self.checked.max(1) as f64;
-        [
-            self.faithful as f64 / n,
-            self.unfaithful as f64 / n,
-            self.no_claim as f64 / n,
-        ]
-    }
-
-    fn cells(&self) -> [String; 4] {
-        let [f, u, c] = self.rates();
-        let cell = |r: f64, k: usize| {
-            if self.checked == 0 {
-                "-".to_string()
-            } else {
-                format!("{:.1} ({k})", 100.0 * r)
-            }
-        };
-        [
-            self.checked.to_string(),
-            cell(f, self.faithful),
-            cell(u, self.unfaithful),
-            cell(c, self.no_claim),
-        ]
-    }
+    };
+    [
+        c.checked.to_string(),
+        cell(c.faithful_rate, c.faithful),
+        cell(c.unfaithful_rate, c.unfaithful),
+        cell(c.no_claim_rate, c.no_claim),
+    ]
 }
 
 /// The evaluations of a run whose stores are at hand, in page order, for the faithfulness
@@ -1138,11 +1114,11 @@ fn faithfulness_section(
 ) -> Result<(), ReportError> {
     let mut body = String::new();
     let rows = faith_rows(run);
-    let checked: Vec<(&FaithRow<'_>, FaithCounts, FaithCounts, usize)> =
+    let checked: Vec<(&FaithRow<'_>, FaithfulnessRates, FaithfulnessRates, usize)> =
         rows.iter()
             .filter_map(|r| {
-                let mut passed = FaithCounts::default();
-                let mut failed = FaithCounts::default();
+                let mut passed = FaithfulnessRates::default();
+                let mut failed = FaithfulnessRates::default();
                 let mut unchecked = 0;
                 for s in r.store.samples.iter().filter(|s| {
                     s.kind == "sample" && r.tasks.is_none_or(|t| t.contains(&s.task_id))
@@ -1183,7 +1159,7 @@ fn faithfulness_section(
                 continue;
             }
             categories.push(format!("{} · {side} (n={})", r.label, c.checked));
-            for (k, v) in c.rates().into_iter().enumerate() {
+            for (k, v) in faith_rates(c).into_iter().enumerate() {
                 values[k].push(100.0 * v);
             }
         }
@@ -1228,8 +1204,8 @@ fn faithfulness_section(
                 }
             };
             let mut row = vec![esc(&r.label), pass1];
-            row.extend(passed.cells());
-            row.extend(failed.cells());
+            row.extend(faith_cells(passed));
+            row.extend(faith_cells(failed));
             row.push(unchecked.to_string());
             row
         })
