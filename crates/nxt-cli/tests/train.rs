@@ -59,6 +59,15 @@ fn train_cmd(model: &Path, data: &Path, out: &Path, extra: &[&str]) -> Command {
     c
 }
 
+/// `nxt train` handing off to the TRL launcher `launcher` (the stand-in finds the binary
+/// under test through `NXT_BIN`).
+fn trl_train_cmd(model: &Path, data: &Path, out: &Path, extra: &[&str], launcher: &str) -> Command {
+    let mut c = train_cmd(model, data, out, extra);
+    c.args(["--backend", "trl", "--launcher", launcher])
+        .env("NXT_BIN", env!("CARGO_BIN_EXE_nxt"));
+    c
+}
+
 const RUN: &[&str] = &[
     "--lora-r",
     "4",
@@ -190,10 +199,9 @@ fn trl_backend_hands_off_to_the_launcher_and_validates_its_adapter() {
         "q_proj,v_proj",
     ];
     let out = dir.join("out");
-    let mut c = train_cmd(&model, &data, &out, &flags);
-    c.args(["--backend", "trl", "--launcher", &launcher])
-        .env("NXT_BIN", env!("CARGO_BIN_EXE_nxt"));
-    let o = c.output().unwrap();
+    let o = trl_train_cmd(&model, &data, &out, &flags, &launcher)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(
@@ -310,10 +318,8 @@ fn the_launchers_process_group_does_not_outlive_nxt() {
     let out = dir.join("out");
     let start = |hang: Option<&str>, pidfile: &Path| {
         let _ = std::fs::remove_file(pidfile);
-        let mut c = train_cmd(&model, &data, &out, &flags);
-        c.args(["--backend", "trl", "--launcher", &launcher])
-            .env("NXT_BIN", env!("CARGO_BIN_EXE_nxt"))
-            .env("STANDIN_PIDFILE", pidfile)
+        let mut c = trl_train_cmd(&model, &data, &out, &flags, &launcher);
+        c.env("STANDIN_PIDFILE", pidfile)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
         if let Some(h) = hang {
@@ -349,10 +355,9 @@ fn the_launchers_process_group_does_not_outlive_nxt() {
         !gone(stubborn),
         "the SIGTERM-ignoring grandchild died early"
     );
-    let mut c = train_cmd(&model, &data, &out, &flags);
-    c.args(["--backend", "trl", "--launcher", &launcher])
-        .env("NXT_BIN", env!("CARGO_BIN_EXE_nxt"));
-    let o = c.output().unwrap();
+    let o = trl_train_cmd(&model, &data, &out, &flags, &launcher)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(
@@ -366,10 +371,8 @@ fn the_launchers_process_group_does_not_outlive_nxt() {
     let out2 = dir.join("out-term");
     let pidfile = dir.join("grandchild-3");
     let _ = std::fs::remove_file(&pidfile);
-    let mut c = train_cmd(&model, &data, &out2, &flags);
-    c.args(["--backend", "trl", "--launcher", &launcher])
-        .env("NXT_BIN", env!("CARGO_BIN_EXE_nxt"))
-        .env("STANDIN_PIDFILE", &pidfile)
+    let mut c = trl_train_cmd(&model, &data, &out2, &flags, &launcher);
+    c.env("STANDIN_PIDFILE", &pidfile)
         .env("STANDIN_HANG", "1")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
