@@ -119,6 +119,27 @@ impl Benchmark {
         }
     }
 
+    /// Fetch each dataset it is built from ([`Benchmark::datasets`]) that is missing from
+    /// `data_dir` ([`registry::fetch`]: pinned upstream, sha256-checked), calling
+    /// `on_fetch(name)` before each download. Returns the names fetched, in
+    /// [`Benchmark::datasets`] order (none when everything is there).
+    pub fn fetch_missing(
+        self,
+        data_dir: &Path,
+        on_fetch: &mut dyn FnMut(&str),
+    ) -> Result<Vec<&'static str>> {
+        let mut fetched = Vec::new();
+        for &name in self.datasets() {
+            if registry::locate(data_dir, name).is_err() {
+                let file = registry::dataset_file(name)?;
+                on_fetch(name);
+                registry::fetch(data_dir, file, None)?;
+                fetched.push(name);
+            }
+        }
+        Ok(fetched)
+    }
+
     /// The benchmark of a name or alias (case-insensitive), or an error listing the names.
     pub fn parse(name: &str) -> Result<Benchmark> {
         let b = match name.to_ascii_lowercase().as_str() {
@@ -160,6 +181,58 @@ impl std::str::FromStr for Benchmark {
 
     fn from_str(s: &str) -> Result<Benchmark> {
         Benchmark::parse(s)
+    }
+}
+
+/// One task of a benchmark named by its id, as `nxt repair --task` and `nxt check-rationale
+/// --task` take it: `hefix/0` (HumanEvalFix bug 0, graded as HeFix+:
+/// [`Benchmark::of_task_prefix`]), `hefix+/3`, `mbpp-r/11/0`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRef {
+    /// The id as given.
+    pub spec: String,
+    /// The benchmark to load.
+    pub benchmark: Benchmark,
+    /// The id inside the benchmark (`0`, `11/0`).
+    pub local_id: String,
+}
+
+impl TaskRef {
+    /// Split `spec` into its benchmark and the id inside it: [`DataError::BadTaskId`] without
+    /// a `/` or with nothing after it, [`DataError::UnknownDataset`] for an unknown benchmark.
+    pub fn parse(spec: &str) -> Result<TaskRef> {
+        let (bench, rest) = spec
+            .split_once('/')
+            .filter(|(_, rest)| !rest.is_empty())
+            .ok_or_else(|| DataError::BadTaskId(spec.to_string()))?;
+        Ok(TaskRef {
+            spec: spec.to_string(),
+            benchmark: Benchmark::of_task_prefix(bench)?,
+            local_id: rest.to_string(),
+        })
+    }
+
+    /// Whether `task_id` is this task: the same id, or the same local id under the
+    /// benchmark's own prefix (`hefix/0` names HeFix+'s `hefix/0`, never `hefix/10` or
+    /// `mbpp-r/1/0`'s neighbour `mbpp-r/11/0`).
+    pub fn matches(&self, task_id: &str) -> bool {
+        if task_id == self.spec {
+            return true;
+        }
+        let suffix = format!("/{}", self.local_id);
+        task_id.ends_with(&suffix)
+            && task_id.split('/').count() == 1 + self.local_id.split('/').count()
+    }
+
+    /// The task among `tasks` ([`TaskRef::matches`]), or [`DataError::UnknownTask`].
+    pub fn find(&self, tasks: Vec<RepairTask>) -> Result<RepairTask> {
+        tasks
+            .into_iter()
+            .find(|t| self.matches(&t.id))
+            .ok_or_else(|| DataError::UnknownTask {
+                id: self.spec.clone(),
+                benchmark: self.benchmark.name().to_string(),
+            })
     }
 }
 
@@ -563,6 +636,89 @@ mod tests {
             ]
         );
         assert!(asserts_in_check(code, "other").is_empty());
+    }
+
+    fn task(id: &str) -> RepairTask {
+        RepairTask {
+            id: id.to_string(),
+            problem: String::new(),
+            buggy_program: String::new(),
+            entry_point: "f".into(),
+            prompt_tests: TestSuite::plain(Vec::new()),
+            grading_tests: TestSuite::plain(Vec::new()),
+            reference: None,
+            meta: TaskMeta {
+                source_dataset: SourceDataset::HumanEvalFix,
+                source_task_id: id.to_string(),
+                split: Split::Test,
+                bug_type: None,
+                failure_symptoms: None,
+                origin: None,
+                code_prompt: None,
+            },
+        }
+    }
+
+    #[test]
+    fn task_refs_parse_into_benchmark_and_local_id() {
+        let r = TaskRef::parse("hefix/0").unwrap();
+        assert_eq!(
+            (r.benchmark, r.local_id.as_str()),
+            (Benchmark::HefixPlus, "0")
+        );
+        let r = TaskRef::parse("mbpp-r/11/0").unwrap();
+        assert_eq!(
+            (r.benchmark, r.local_id.as_str()),
+            (Benchmark::MbppR, "11/0")
+        );
+        assert!(matches!(TaskRef::parse("hefix"), Err(DataError::BadTaskId(s)) if s == "hefix"));
+        assert!(matches!(
+            TaskRef::parse("hefix/"),
+            Err(DataError::BadTaskId(_))
+        ));
+        assert!(matches!(
+            TaskRef::parse("nope/1"),
+            Err(DataError::UnknownDataset(..))
+        ));
+    }
+
+    #[test]
+    fn task_refs_find_exactly_their_task() {
+        let tasks = || {
+            ["hefix/10", "hefix/0", "mbpp-r/11/0", "mbpp-r/1/0"]
+                .map(task)
+                .to_vec()
+        };
+        let found = |spec: &str| TaskRef::parse(spec).unwrap().find(tasks()).map(|t| t.id);
+        assert_eq!(found("hefix/0").unwrap(), "hefix/0");
+        assert_eq!(found("hefix+/10").unwrap(), "hefix/10");
+        assert_eq!(found("mbpp-r/1/0").unwrap(), "mbpp-r/1/0");
+        assert_eq!(found("mbpp-r/11/0").unwrap(), "mbpp-r/11/0");
+        match found("hefix/7") {
+            Err(DataError::UnknownTask { id, benchmark }) => {
+                assert_eq!((id.as_str(), benchmark.as_str()), ("hefix/7", "hefix+"))
+            }
+            other => panic!("expected UnknownTask, got {other:?}"),
+        }
+        assert!(found("mbpp-r/11").is_err());
+    }
+
+    #[test]
+    fn fetch_missing_fetches_nothing_when_every_dataset_is_there() {
+        let dir =
+            std::env::temp_dir().join(format!("nxt-data-fetch-missing-{}", std::process::id()));
+        for name in Benchmark::HefixPlus.datasets() {
+            let path = dir.join(registry::dataset_file(name).unwrap().rel_path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, b"").unwrap();
+        }
+        let mut asked = Vec::new();
+        let fetched = Benchmark::HefixPlus
+            .fetch_missing(&dir, &mut |n| asked.push(n.to_string()))
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(fetched.is_empty());
+        assert!(asked.is_empty());
     }
 
     #[test]

@@ -37,6 +37,17 @@ pub enum DataError {
     /// An unknown dataset or benchmark name.
     #[error("unknown dataset `{0}` (known: {1})")]
     UnknownDataset(String, String),
+    /// A task id that does not name a benchmark and a task in it (`hefix/0`, `mbpp-r/11/0`).
+    #[error("task id `{0}`: expected BENCHMARK/ID such as hefix/0")]
+    BadTaskId(String),
+    /// A well-formed task id that is not in its benchmark.
+    #[error("no task {id} in benchmark {benchmark}")]
+    UnknownTask {
+        /// The id as given.
+        id: String,
+        /// The benchmark searched.
+        benchmark: String,
+    },
     /// A download failed.
     #[error("download of `{name}` from {url} failed: {message}")]
     Download {

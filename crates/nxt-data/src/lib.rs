@@ -28,7 +28,7 @@ pub mod samples;
 pub mod store;
 pub mod task;
 
-pub use benchmarks::{load_benchmark, load_benchmark_with, Benchmark};
+pub use benchmarks::{load_benchmark, load_benchmark_with, Benchmark, TaskRef};
 pub use error::{DataError, Result};
 pub use exec::{default_pool, grading_limits, Executor};
 pub use grade::{grade, grade_many, GradeResult};

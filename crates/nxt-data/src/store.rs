@@ -25,6 +25,14 @@ pub struct StoredGrade {
 }
 
 impl GradeStore {
+    /// The store of a samples file when none is named: `<samples>.grades.sqlite` beside it
+    /// (`out/s.jsonl` -> `out/s.jsonl.grades.sqlite`).
+    pub fn default_path(samples: &Path) -> PathBuf {
+        let mut p = samples.as_os_str().to_os_string();
+        p.push(".grades.sqlite");
+        PathBuf::from(p)
+    }
+
     /// Open (creating if needed) a store; `":memory:"` gives a throw-away one.
     pub fn open(path: &Path) -> Result<GradeStore> {
         let err = |source| DataError::Store {
@@ -128,5 +136,18 @@ impl GradeStore {
             )
             .map(|n| n as usize)
             .map_err(self.err())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_store_sits_beside_its_samples_file() {
+        assert_eq!(
+            GradeStore::default_path(Path::new("out/s.jsonl")),
+            Path::new("out/s.jsonl.grades.sqlite")
+        );
     }
 }
