@@ -10,6 +10,7 @@
 //! * [`eval`]: `n` samples per task, greedy, proxy; resumable through [`store`], the SQLite run
 //!   store; [`report`]: pass@k, unparseable rate, token usage as text / JSON / markdown.
 //! * [`candidates`]: sampling candidate programs for building MBPP-R.
+//! * [`run_dir`]: the default run directory of an evaluation (`runs/...`) and creating it.
 
 pub mod candidates;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod prompt;
 pub mod pysource;
 pub mod repair;
 pub mod report;
+pub mod run_dir;
 pub mod store;
 pub mod task;
 
