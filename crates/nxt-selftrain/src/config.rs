@@ -546,6 +546,17 @@ impl Default for LoopSection {
     }
 }
 
+/// The run directory of the configuration file `config` when no `--run-dir` is given:
+/// `runs/selftrain-<file stem>` (`examples/toy-selftrain.toml` ->
+/// `runs/selftrain-toy-selftrain`), beside the evaluations of [`nxt_core::run_dir`].
+pub fn default_run_dir(config: &Path) -> PathBuf {
+    let stem = config
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "run".into());
+    PathBuf::from(nxt_core::run_dir::RUNS).join(format!("selftrain-{stem}"))
+}
+
 impl SelftrainConfig {
     /// Reads and validates a TOML file; relative data paths become relative to its folder.
     pub fn from_file(path: &Path) -> Result<Self, SelftrainError> {
@@ -893,6 +904,18 @@ fn key_of_toml_error(text: &str, e: &toml::de::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_run_dirs_are_named_after_the_config_file() {
+        assert_eq!(
+            default_run_dir(Path::new("examples/toy-selftrain.toml")),
+            Path::new("runs/selftrain-toy-selftrain")
+        );
+        assert_eq!(
+            default_run_dir(Path::new("/")),
+            Path::new("runs/selftrain-run")
+        );
+    }
 
     const MIN: &str = "[model]\nbase = \"Qwen/Qwen2.5-Coder-0.5B-Instruct\"\n";
 

@@ -24,6 +24,6 @@ pub mod toy;
 mod toy_stage;
 pub mod trainer;
 
-pub use config::SelftrainConfig;
+pub use config::{default_run_dir, SelftrainConfig};
 pub use error::SelftrainError;
 pub use run::{run, Event, RunEnd, RunOptions, Shard};
