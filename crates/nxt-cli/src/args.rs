@@ -1,7 +1,9 @@
 //! Argument groups shared by several commands (flattened into their `Args` with
 //! `#[command(flatten)]`), and what they resolve to: the data directory ([`DataDirArgs`]), the
 //! sandbox ([`SandboxArgs`], [`sandbox_pool`]), both together for the data and grade commands
-//! ([`DataOpts`]), the model and prompt ([`ModelArgs`]) and the progress display ([`Bar`]).
+//! ([`DataOpts`]), the data of a benchmark with `--fetch` ([`BenchmarkDataArgs`]), the seed and
+//! batch of sampling ([`BatchSamplingArgs`]), the model and prompt ([`ModelArgs`]) and the
+//! progress display ([`Bar`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,34 +40,61 @@ impl DataDirArgs {
 }
 
 /// Resolve the data directory (`flag`, else `$NXT_DATA_DIR`, else the default), fetching the
-/// datasets `benchmark` needs ([`Benchmark::datasets`]) when `fetch` and they are missing.
+/// datasets `benchmark` needs ([`Benchmark::fetch_missing`]) when `fetch` and they are missing.
 pub fn data_dir(flag: Option<&Path>, benchmark: Benchmark, fetch: bool) -> anyhow::Result<PathBuf> {
     let (dir, source) = registry::resolve_data_dir(flag);
     if fetch {
-        for name in benchmark.datasets() {
-            if registry::locate(&dir, name).is_err() {
-                let file = registry::dataset_file(name)?;
-                eprintln!("fetching {name} into {} ...", dir.display());
-                registry::fetch(&dir, file, None).with_context(|| {
-                    format!("cannot fetch dataset {name} (is the network reachable?)")
-                })?;
-            }
-        }
+        benchmark
+            .fetch_missing(&dir, &mut |name| {
+                eprintln!("fetching {name} into {} ...", dir.display())
+            })
+            .with_context(|| {
+                format!("cannot fetch the datasets of {benchmark} (is the network reachable?)")
+            })?;
     }
     eprintln!("data directory: {} ({})", dir.display(), source.describe());
     Ok(dir)
 }
 
-/// A task id of `nxt repair --task` and `nxt check-rationale --task` (`hefix/0`, `mbpp-r/11/0`)
-/// split into the benchmark to load ([`Benchmark::of_task_prefix`]: `hefix/N` is graded as
-/// HeFix+) and the id inside it; a malformed id is a usage error.
-pub fn task_benchmark(spec: &str) -> anyhow::Result<(Benchmark, String)> {
-    let (bench, rest) = spec.split_once('/').ok_or_else(|| {
-        crate::exit::usage(format!(
-            "--task {spec}: expected BENCHMARK/ID such as hefix/0"
-        ))
-    })?;
-    Ok((Benchmark::of_task_prefix(bench)?, rest.to_string()))
+/// The data options of commands that load a benchmark: `--data-dir` and `--fetch`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct BenchmarkDataArgs {
+    #[command(flatten)]
+    pub dir: DataDirArgs,
+    /// Download the datasets this command needs first if they are missing (needs network
+    /// access).
+    #[arg(long)]
+    pub fetch: bool,
+}
+
+impl BenchmarkDataArgs {
+    /// The data directory for `benchmark`, its missing datasets fetched first with `--fetch`
+    /// ([`data_dir`]).
+    pub fn for_benchmark(&self, benchmark: Benchmark) -> anyhow::Result<PathBuf> {
+        self.dir.for_benchmark(benchmark, self.fetch)
+    }
+}
+
+/// The sampling options of commands that hand batches of prompts to a generator: `--seed`
+/// and `--batch`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BatchSamplingArgs {
+    /// Base seed of sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Requests handed to the generator at once.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+}
+
+impl BatchSamplingArgs {
+    /// Refuses `--batch 0` (a usage error).
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.batch == 0 {
+            return Err(crate::exit::usage("--batch must be at least 1"));
+        }
+        Ok(())
+    }
 }
 
 /// The `--allow-weak-isolation` option of commands that run programs in the sandbox.

@@ -85,8 +85,11 @@ pub fn code_of(err: &anyhow::Error) -> i32 {
         }
         if let Some(e) = cause.downcast_ref::<nxt_data::DataError>() {
             match e {
-                nxt_data::DataError::UnknownDataset(..) => return USAGE,
+                nxt_data::DataError::UnknownDataset(..) | nxt_data::DataError::BadTaskId(_) => {
+                    return USAGE
+                }
                 nxt_data::DataError::Malformed { .. }
+                | nxt_data::DataError::UnknownTask { .. }
                 | nxt_data::DataError::Missing { .. }
                 | nxt_data::DataError::Checksum { .. } => return INPUT,
                 _ => {}

@@ -8,7 +8,7 @@ use anyhow::Context;
 use nxt_faithful::{check_rationale, ClaimVerdict, FaithfulnessReport};
 use nxt_trace::{Trace, TraceRequest};
 
-use crate::args::{task_benchmark, DataDirArgs, SandboxArgs};
+use crate::args::{DataDirArgs, SandboxArgs};
 use crate::exit;
 
 /// Arguments of `nxt check-rationale`.
@@ -63,18 +63,11 @@ fn load_task(
     data: &DataDirArgs,
     pool: &nxt_sandbox::Pool,
 ) -> anyhow::Result<nxt_core::task::RepairTask> {
-    let (bench, id) = task_benchmark(spec)?;
-    let dir = data.for_benchmark(bench, false)?;
-    let tasks = nxt_data::load_benchmark_with(bench.name(), &dir, Some(pool))
-        .with_context(|| format!("cannot load benchmark {bench}"))?;
-    let suffix = format!("/{id}");
-    tasks
-        .into_iter()
-        .find(|x| {
-            x.id == spec
-                || x.id.ends_with(&suffix) && x.id.split('/').count() == 1 + id.split('/').count()
-        })
-        .ok_or_else(|| exit::input(format!("no task {spec} in benchmark {bench}")))
+    let task = nxt_data::TaskRef::parse(spec)?;
+    let dir = data.for_benchmark(task.benchmark, false)?;
+    let tasks = nxt_data::load_benchmark_with(task.benchmark.name(), &dir, Some(pool))
+        .with_context(|| format!("cannot load benchmark {}", task.benchmark))?;
+    Ok(task.find(tasks)?)
 }
 
 /// The trace to check against: recorded, or traced now.

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use crate::args::{Bar, DataDirArgs, ModelArgs};
+use crate::args::{Bar, BatchSamplingArgs, BenchmarkDataArgs, ModelArgs};
 use crate::exit;
-use nxt_core::{run_eval, EvalConfig, EvalContext, RunStore};
+use nxt_core::{run_dir, run_eval, EvalConfig, EvalContext, RunStore};
 use nxt_data::Benchmark;
 
 /// Arguments of `nxt eval`.
@@ -53,35 +53,10 @@ pub struct Args {
     /// `--served-model` applies to `--model` only).
     #[arg(long, requires = "proxy_model")]
     pub proxy_served_model: Option<String>,
-    /// Base seed of sampling.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     #[command(flatten)]
-    pub data: DataDirArgs,
-    /// Download the benchmark's datasets first if they are missing (needs network access).
-    #[arg(long)]
-    pub fetch: bool,
-    /// Requests handed to the generator at once.
-    #[arg(long, default_value_t = 16)]
-    pub batch: usize,
-}
-
-fn slug(s: &str) -> String {
-    let s = s.trim_end_matches('/');
-    let last = if s.contains("://") {
-        s.split("://").nth(1).unwrap_or(s)
-    } else {
-        s.rsplit('/').next().unwrap_or(s)
-    };
-    last.chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    pub sampling: BatchSamplingArgs,
+    #[command(flatten)]
+    pub data: BenchmarkDataArgs,
 }
 
 /// Checks every argument of `nxt eval` before any work: the benchmark, the split, `n`, the
@@ -138,9 +113,7 @@ fn check_args(args: &Args) -> anyhow::Result<(Benchmark, Option<nxt_data::Split>
     if args.limit == Some(0) {
         return Err(exit::usage("--limit must be at least 1"));
     }
-    if args.batch == 0 {
-        return Err(exit::usage("--batch must be at least 1"));
-    }
+    args.sampling.check()?;
     if !(args.temperature.is_finite() && args.temperature >= 0.0) {
         return Err(exit::usage(format!(
             "--temperature {}: must be a number >= 0",
@@ -168,7 +141,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(p) => Some(args.model.open_as(p, args.proxy_served_model.clone())?),
         None => None,
     };
-    let dir = args.data.for_benchmark(benchmark, args.fetch)?;
+    let dir = args.data.for_benchmark(benchmark)?;
     let pool = args.model.pool()?;
     eprintln!("loading benchmark {benchmark} ...");
     let mut tasks = nxt_data::load_benchmark_with(benchmark.name(), &dir, Some(&pool))
@@ -195,25 +168,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("benchmark {benchmark} has no tasks to evaluate");
     }
     let run_dir = args.run_dir.clone().unwrap_or_else(|| {
-        PathBuf::from("runs").join(format!(
-            "{}-{}-{}",
-            benchmark.name().replace('+', "plus"),
-            match &args.model.adapter {
-                Some(a) => format!(
-                    "{}+{}",
-                    slug(&args.model.model),
-                    slug(&a.display().to_string())
-                ),
-                None => slug(&args.model.model),
-            },
-            if args.model.no_trace {
-                "no-trace"
-            } else {
-                "trace"
-            }
-        ))
+        run_dir::eval_run_dir(
+            benchmark,
+            &args.model.model,
+            args.model.adapter.as_deref(),
+            !args.model.no_trace,
+        )
     });
-    std::fs::create_dir_all(&run_dir)
+    run_dir::create(&run_dir)
         .with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
     let store = RunStore::open(&run_dir.join("run.sqlite"))?;
     let cfg = EvalConfig {
@@ -223,8 +185,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         temperature: args.temperature,
         greedy: args.greedy,
         ks,
-        seed: args.seed,
-        batch: args.batch.max(1),
+        seed: args.sampling.seed,
+        batch: args.sampling.batch,
     };
     let ctx = EvalContext {
         pool: &pool,

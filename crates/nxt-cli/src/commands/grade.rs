@@ -40,11 +40,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let pool = args.opts.pool()?;
     let tasks = nxt_data::load_benchmark_with(bench.name(), &dir, Some(&pool))?;
     let samples = read_samples(&args.samples, &tasks)?;
-    let db = args.db.clone().unwrap_or_else(|| {
-        let mut p = args.samples.clone().into_os_string();
-        p.push(".grades.sqlite");
-        PathBuf::from(p)
-    });
+    let db = args
+        .db
+        .clone()
+        .unwrap_or_else(|| GradeStore::default_path(&args.samples));
     let store = GradeStore::open(&db).with_context(|| format!("opening {}", db.display()))?;
     let mut bar: Option<ProgressBar> = None;
     let report = grade_samples(

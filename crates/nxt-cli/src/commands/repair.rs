@@ -7,7 +7,8 @@ use anyhow::{bail, Context};
 use nxt_core::repair_task;
 use nxt_core::task::{adhoc_task, split_tests};
 
-use crate::args::{task_benchmark, DataDirArgs, ModelArgs};
+use crate::args::{BenchmarkDataArgs, ModelArgs};
+use nxt_data::TaskRef;
 
 /// Arguments of `nxt repair`.
 #[derive(Debug, clap::Args)]
@@ -36,10 +37,7 @@ pub struct Args {
     #[arg(long)]
     pub show_prompt: bool,
     #[command(flatten)]
-    pub data: DataDirArgs,
-    /// Download the benchmark's data first if missing.
-    #[arg(long)]
-    pub fetch: bool,
+    pub data: BenchmarkDataArgs,
 }
 
 /// Run `nxt repair`.
@@ -59,19 +57,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let pool = args.model.pool()?;
     let task = match (&args.task, &args.program, &args.tests) {
         (Some(t), _, _) => {
-            let (bench, id) = task_benchmark(t)?;
-            let dir = args.data.for_benchmark(bench, args.fetch)?;
-            let tasks = nxt_data::load_benchmark_with(bench.name(), &dir, Some(&pool))
-                .with_context(|| format!("cannot load benchmark {bench}"))?;
-            let suffix = format!("/{id}");
-            tasks
-                .into_iter()
-                .find(|x| {
-                    x.id == *t
-                        || x.id.ends_with(&suffix)
-                            && x.id.split('/').count() == 1 + id.split('/').count()
-                })
-                .with_context(|| format!("no task {t} in benchmark {bench}"))?
+            let task = TaskRef::parse(t)?;
+            let dir = args.data.for_benchmark(task.benchmark)?;
+            let tasks = nxt_data::load_benchmark_with(task.benchmark.name(), &dir, Some(&pool))
+                .with_context(|| format!("cannot load benchmark {}", task.benchmark))?;
+            task.find(tasks)?
         }
         (None, Some(p), Some(tp)) => {
             let program = std::fs::read_to_string(p)

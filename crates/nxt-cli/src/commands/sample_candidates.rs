@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use nxt_core::candidates::{sample_candidates, CandidateOptions};
 use nxt_data::Split;
 
-use crate::args::{Bar, DataDirArgs, ModelArgs};
+use crate::args::{Bar, BatchSamplingArgs, BenchmarkDataArgs, ModelArgs};
 use nxt_data::Benchmark;
 
 /// The flags of [`ModelArgs`] that candidate sampling has no use for (it builds its own
@@ -49,17 +49,10 @@ pub struct Args {
     /// Output JSONL (appended; rerunning samples only what is missing).
     #[arg(long, default_value = "candidates.jsonl")]
     pub out: PathBuf,
-    /// Base seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     #[command(flatten)]
-    pub data: DataDirArgs,
-    /// Download MBPP first if missing.
-    #[arg(long)]
-    pub fetch: bool,
-    /// Requests handed to the generator at once.
-    #[arg(long, default_value_t = 16)]
-    pub batch: usize,
+    pub sampling: BatchSamplingArgs,
+    #[command(flatten)]
+    pub data: BenchmarkDataArgs,
 }
 
 /// The flags of [`UNUSED_MODEL_FLAGS`] that were given.
@@ -106,6 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.limit == Some(0) {
         return Err(crate::exit::usage("--limit must be at least 1"));
     }
+    args.sampling.check()?;
     if !(args.temperature.is_finite() && args.temperature >= 0.0) {
         return Err(crate::exit::usage(format!(
             "--temperature {}: must be a number >= 0",
@@ -118,7 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.model.top_p
         )));
     }
-    let dir = args.data.for_benchmark(Benchmark::Mbpp, args.fetch)?;
+    let dir = args.data.for_benchmark(Benchmark::Mbpp)?;
     let path = nxt_data::registry::locate(&dir, "mbpp")?;
     let all = nxt_data::loaders::load_mbpp(&path)?;
     let mut problems: Vec<_> = all
@@ -135,9 +129,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         temperature: args.temperature,
         max_tokens: args.model.max_tokens,
         top_p: args.model.top_p,
-        seed: args.seed,
+        seed: args.sampling.seed,
         layout: args.model.layout,
-        batch: args.batch.max(1),
+        batch: args.sampling.batch,
     };
     let mut bar = Bar::new();
     let summary = sample_candidates(

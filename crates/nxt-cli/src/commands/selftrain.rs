@@ -48,14 +48,6 @@ pub enum Action {
     },
 }
 
-fn default_run_dir(config: &Path) -> PathBuf {
-    let stem = config
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_else(|| "run".into());
-    PathBuf::from("runs").join(format!("selftrain-{stem}"))
-}
-
 /// Prints the loop's events: a progress bar per stage on a terminal, plain lines otherwise;
 /// redraws `report.html` whenever the loop rewrites its results.
 struct Reporter {
@@ -156,7 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let run_dir = args
         .run_dir
         .clone()
-        .unwrap_or_else(|| default_run_dir(&config));
+        .unwrap_or_else(|| nxt_selftrain::default_run_dir(&config));
     let pool = crate::args::sandbox_pool(args.allow_weak_isolation, None)?;
     eprintln!("self-training run in {}", run_dir.display());
     let opts = RunOptions {
