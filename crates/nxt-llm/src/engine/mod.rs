@@ -18,6 +18,7 @@ pub mod adapter;
 pub mod chat;
 pub mod config;
 pub mod hub;
+mod lora_linear;
 pub mod model;
 pub mod pieces;
 pub mod sampling;

@@ -20,6 +20,7 @@ use candle_core::{
 use candle_nn::{VarBuilder, VarMap};
 
 use super::config::ModelConfig;
+use super::lora_linear::{fused_lora_linear, DropoutDraw};
 
 type TensorFn = Box<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>;
 
@@ -33,8 +34,9 @@ struct DetachedOp {
     bwd: TensorFn,
 }
 
-/// A contiguous copy of `(storage, layout)` as a tensor outside the graph.
-fn storage_tensor<S>(s: &S, l: &Layout, wrap: fn(S) -> Storage) -> Result<Tensor>
+/// A contiguous copy of `(storage, layout)` as a tensor outside the graph (for the forward of
+/// a custom op written with tensor ops).
+pub fn storage_tensor<S>(s: &S, l: &Layout, wrap: fn(S) -> Storage) -> Result<Tensor>
 where
     S: BackendStorage,
     S::Device: BackendDevice<Storage = S>,
@@ -50,8 +52,9 @@ where
     ))
 }
 
-/// The storage of a tensor's values as a fresh contiguous buffer.
-fn owned_storage<S>(t: &Tensor, unwrap: fn(&Storage) -> Option<&S>) -> Result<(S, Shape)>
+/// The storage of a tensor's values as a fresh contiguous buffer (the result of a custom op
+/// written with tensor ops); `unwrap` picks the backend's storage out of [`Storage`].
+pub fn owned_storage<S>(t: &Tensor, unwrap: fn(&Storage) -> Option<&S>) -> Result<(S, Shape)>
 where
     S: BackendStorage,
     S::Device: BackendDevice<Storage = S>,
@@ -191,8 +194,14 @@ impl DropoutRng {
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
     }
 
+    /// Advances the stream past `n` draws, as [`DropoutRng::mask`] of `n` would.
+    fn skip(&self, n: usize) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15u64.wrapping_mul(n as u64));
+    }
+
     /// `n` keep-scales: `1/(1-p)` with probability `1-p`, else 0.
-    fn mask(&self, n: usize, p: f32) -> Vec<f32> {
+    pub(crate) fn mask(&self, n: usize, p: f32) -> Vec<f32> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let keep = 1.0 / (1.0 - p);
         (0..n)
@@ -239,6 +248,22 @@ impl LoraBranch {
             scaling,
             dropout,
             rng: None,
+        }
+    }
+
+    /// The dropout of a forward over `n` input values: the stream's state, which is then
+    /// advanced past the `n` draws (training mode with dropout), or none.
+    fn dropout_draw(&self, n: usize) -> Option<DropoutDraw> {
+        match &self.rng {
+            Some(rng) if self.dropout > 0.0 => {
+                let state = rng.state();
+                rng.skip(n);
+                Some(DropoutDraw {
+                    state,
+                    p: self.dropout,
+                })
+            }
+            _ => None,
         }
     }
 
@@ -328,21 +353,35 @@ impl Module for Linear {
         let in_dim = dims[dims.len() - 1];
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.reshape((rows, in_dim))?;
-        let y = if self.frozen {
-            frozen_linear(&x2, &self.weight, self.wt.as_ref(), self.bias.as_ref())?
-        } else {
-            let y = match &self.wt {
-                Some(wt) => x2.matmul(wt)?,
-                None => x2.matmul(&self.weight.t()?)?,
-            };
-            match &self.bias {
-                Some(b) => y.broadcast_add(b)?,
-                None => y,
+        let y = match (&self.lora, self.frozen) {
+            (Some(l), true) => fused_lora_linear(
+                &x2,
+                &self.weight,
+                self.wt.as_ref(),
+                self.bias.as_ref(),
+                &l.a,
+                &l.b,
+                l.scaling,
+                l.dropout_draw(rows * in_dim),
+            )?,
+            (lora, frozen) => {
+                let y = if frozen {
+                    frozen_linear(&x2, &self.weight, self.wt.as_ref(), self.bias.as_ref())?
+                } else {
+                    let y = match &self.wt {
+                        Some(wt) => x2.matmul(wt)?,
+                        None => x2.matmul(&self.weight.t()?)?,
+                    };
+                    match &self.bias {
+                        Some(b) => y.broadcast_add(b)?,
+                        None => y,
+                    }
+                };
+                match lora {
+                    Some(l) => (y + l.forward(&x2)?)?,
+                    None => y,
+                }
             }
-        };
-        let y = match &self.lora {
-            Some(l) => (y + l.forward(&x2)?)?,
-            None => y,
         };
         let mut out_dims = dims;
         let last = out_dims.len() - 1;
