@@ -1,15 +1,16 @@
 //! The completion-only next-token loss of a padded micro-batch.
 
-use candle_core::{DType, Module, Result, Tensor, D};
-use nxt_llm::engine::model::const_add;
+use candle_core::{Result, Tensor, D};
 use nxt_llm::engine::Transformer;
 
 use crate::data::Example;
+use crate::fused_ce::{lm_head_nll, DEFAULT_CHUNK_ROWS};
 
 /// The summed negative log-likelihood of the completion tokens of `batch` (right-padded
 /// with `pad` to the longest example; padding and prompt positions carry no loss), and the
-/// number of tokens summed over. Logits are computed only at the positions that carry loss.
-/// Half-precision logits are promoted to F32 before the softmax.
+/// number of tokens summed over. Logits are computed only at the positions that carry loss,
+/// a chunk at a time ([`lm_head_nll`]: the `(tokens, vocab)` logits are never held whole);
+/// half-precision logits are promoted to F32 before the softmax.
 pub fn batch_nll(model: &Transformer, batch: &[&Example], pad: u32) -> Result<(Tensor, usize)> {
     let len = batch.iter().map(|e| e.ids.len()).max().unwrap_or(0);
     if len < 2 {
@@ -36,18 +37,6 @@ pub fn batch_nll(model: &Transformer, batch: &[&Example], pad: u32) -> Result<(T
     let n = positions.len();
     let idx = Tensor::from_vec(positions, n, dev)?;
     let h = h.reshape((b * t, hidden))?.index_select(&idx, 0)?;
-    let logits = model.lm_head.forward(&h)?;
-    let logits = match logits.dtype() {
-        DType::F16 | DType::BF16 => logits.to_dtype(DType::F32)?,
-        _ => logits,
-    };
-    // log p(target) = z[target] - log(sum(exp(z))), with z = logits - max (the max is a
-    // constant for the gradient).
-    let max = logits.max_keepdim(D::Minus1)?.neg()?;
-    let z = const_add(&logits, &max)?;
-    let lse = z.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    let tgt = Tensor::from_vec(targets, (n, 1), dev)?;
-    let picked = z.gather(&tgt, 1)?;
-    let nll = (lse.sum_all()? - picked.sum_all()?)?;
+    let nll = lm_head_nll(&h, &model.lm_head, &targets, DEFAULT_CHUNK_ROWS)?.sum_all()?;
     Ok((nll, n))
 }
