@@ -10,7 +10,8 @@
 
 use candle_core::{CpuStorage, CudaStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 
-use super::model::{owned_storage, storage_tensor, DropoutRng};
+use super::model::DropoutRng;
+use super::ops::{owned_storage, storage_tensor};
 
 /// Dropout on the branch's input: the state of the [`DropoutRng`] stream the mask is drawn
 /// from, and the drop probability.

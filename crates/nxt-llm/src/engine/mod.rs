@@ -20,6 +20,7 @@ pub mod config;
 pub mod hub;
 mod lora_linear;
 pub mod model;
+pub mod ops;
 pub mod pieces;
 pub mod sampling;
 pub mod testing;

@@ -1,7 +1,8 @@
 //! A differentiable decoder-only transformer covering Qwen2 (Qwen2.5, Qwen2.5-Coder) and Llama.
 //!
 //! Unlike candle-transformers' models, every operation here records gradients when its inputs
-//! are variables: RMSNorm, RoPE and softmax are built from differentiable tensor ops. That is the
+//! are variables: RMSNorm, RoPE, SwiGLU and softmax are differentiable ops, those with frozen
+//! operands one graph node each that keeps only its input ([`super::ops`]). That is the
 //! default ([`Transformer::fast_kernels`] false), so a trainer can build the model from a
 //! [`candle_nn::VarMap`] (see [`Transformer::load_trainable`]) and back-propagate into every
 //! weight. For inference, [`Transformer::prepare_for_inference`] switches to candle's fused
@@ -11,163 +12,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use candle_core::backend::{BackendDevice, BackendStorage};
-use candle_core::op::BackpropOp;
-use candle_core::{
-    CpuStorage, CudaStorage, CustomOp1, DType, Device, Layout, Module, Result, Shape, Storage,
-    Tensor, Var, D,
-};
+use candle_core::{DType, Device, Module, Result, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 
 use super::config::ModelConfig;
 use super::lora_linear::{fused_lora_linear, DropoutDraw};
-
-type TensorFn = Box<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>;
-
-/// A unary op whose forward is computed with ordinary tensor ops on operands held outside the
-/// autograd graph (frozen weights, masks, tables), and whose backward returns only the
-/// input's gradient. candle's own ops compute (and keep) a gradient for every operand of a
-/// tracked node, frozen or not; this op records none for them.
-struct DetachedOp {
-    name: &'static str,
-    fwd: TensorFn,
-    bwd: TensorFn,
-}
-
-/// A contiguous copy of `(storage, layout)` as a tensor outside the graph (for the forward of
-/// a custom op written with tensor ops).
-pub fn storage_tensor<S>(s: &S, l: &Layout, wrap: fn(S) -> Storage) -> Result<Tensor>
-where
-    S: BackendStorage,
-    S::Device: BackendDevice<Storage = S>,
-{
-    // SAFETY: every element of the buffer is written by `copy_strided_src` right below.
-    let mut dst = unsafe { s.device().alloc_uninit(l.shape(), s.dtype())? };
-    s.copy_strided_src(&mut dst, 0, l)?;
-    Ok(Tensor::from_storage(
-        wrap(dst),
-        l.shape().clone(),
-        BackpropOp::none(),
-        false,
-    ))
-}
-
-/// The storage of a tensor's values as a fresh contiguous buffer (the result of a custom op
-/// written with tensor ops); `unwrap` picks the backend's storage out of [`Storage`].
-pub fn owned_storage<S>(t: &Tensor, unwrap: fn(&Storage) -> Option<&S>) -> Result<(S, Shape)>
-where
-    S: BackendStorage,
-    S::Device: BackendDevice<Storage = S>,
-{
-    let (st, l) = t.storage_and_layout();
-    let Some(s) = unwrap(&st) else {
-        candle_core::bail!("detached op: the result is on another device than its input");
-    };
-    // SAFETY: every element of the buffer is written by `copy_strided_src` right below.
-    let mut dst = unsafe { s.device().alloc_uninit(l.shape(), s.dtype())? };
-    s.copy_strided_src(&mut dst, 0, l)?;
-    Ok((dst, l.shape().clone()))
-}
-
-impl CustomOp1 for DetachedOp {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = storage_tensor(s, l, Storage::Cpu)?;
-        let y = (self.fwd)(&x)?;
-        owned_storage(&y, |st| match st {
-            Storage::Cpu(c) => Some(c),
-            _ => None,
-        })
-    }
-
-    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
-        let x = storage_tensor(s, l, Storage::Cuda)?;
-        let y = (self.fwd)(&x)?;
-        owned_storage(&y, |st| match st {
-            Storage::Cuda(c) => Some(c),
-            _ => None,
-        })
-    }
-
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        (self.bwd)(grad_res).map(Some)
-    }
-}
-
-/// Applies `fwd` to `x`; when `x` is part of a graph, through a [`DetachedOp`] whose backward
-/// is `bwd` (the input's gradient only).
-fn detached(
-    name: &'static str,
-    x: &Tensor,
-    fwd: impl Fn(&Tensor) -> Result<Tensor> + Send + Sync + 'static,
-    bwd: impl Fn(&Tensor) -> Result<Tensor> + Send + Sync + 'static,
-) -> Result<Tensor> {
-    if !x.track_op() {
-        return fwd(x);
-    }
-    x.apply_op1(DetachedOp {
-        name,
-        fwd: Box::new(fwd),
-        bwd: Box::new(bwd),
-    })
-}
-
-/// `x·Wᵀ (+ b)` for `x: (rows, in)` and a frozen `(out, in)` weight (and `(out,)` bias) held
-/// outside the graph: the backward pass computes only `grad·W` for `x`, never a gradient for
-/// `W` or `b`. `wt` is an optional contiguous `(in, out)` copy of `W` for the forward.
-pub fn frozen_linear(
-    x: &Tensor,
-    weight: &Tensor,
-    wt: Option<&Tensor>,
-    bias: Option<&Tensor>,
-) -> Result<Tensor> {
-    let w = weight.detach();
-    let wt = match wt {
-        Some(t) => t.detach(),
-        None => w.t()?,
-    };
-    let b = bias.map(|b| b.detach());
-    detached(
-        "frozen-linear",
-        x,
-        move |x| {
-            let y = x.matmul(&wt)?;
-            match &b {
-                Some(b) => y.broadcast_add(b),
-                None => Ok(y),
-            }
-        },
-        move |g| g.matmul(&w),
-    )
-}
-
-/// `x + c` (`c` broadcast to `x`'s shape) where `c` (a mask, a detached statistic) gets no
-/// gradient: the backward pass passes the gradient through to `x` only.
-pub fn const_add(x: &Tensor, c: &Tensor) -> Result<Tensor> {
-    let c = c.detach();
-    detached(
-        "const-add",
-        x,
-        move |x| x.broadcast_add(&c),
-        |g| Ok(g.clone()),
-    )
-}
-
-/// `x * c` (`c` broadcast to `x`'s shape) where `c` (a frozen norm weight, a RoPE table) gets
-/// no gradient: the backward pass computes only `grad * c` for `x`.
-pub fn const_mul(x: &Tensor, c: &Tensor) -> Result<Tensor> {
-    let c = c.detach();
-    let c2 = c.clone();
-    detached(
-        "const-mul",
-        x,
-        move |x| x.broadcast_mul(&c),
-        move |g| g.broadcast_mul(&c2),
-    )
-}
+pub use super::ops::{const_add, const_mul, frozen_linear};
+use super::ops::{frozen_rms_norm, rope, swiglu};
 
 /// Seeded random stream for LoRA dropout, shared by every branch of a model; its state can
 /// be read and restored so that a resumed training run draws the same masks.
@@ -406,14 +257,12 @@ impl RmsNorm {
         if fast {
             return candle_nn::ops::rms_norm(x, &self.weight, self.eps as f32);
         }
+        if self.frozen {
+            return frozen_rms_norm(x, &self.weight, self.eps);
+        }
         let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
         let inv = (ms + self.eps)?.sqrt()?.recip()?;
-        let xn = x.broadcast_mul(&inv)?;
-        if self.frozen {
-            const_mul(&xn, &self.weight)
-        } else {
-            xn.broadcast_mul(&self.weight)
-        }
+        x.broadcast_mul(&inv)?.broadcast_mul(&self.weight)
     }
 }
 
@@ -476,13 +325,7 @@ fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor, fast: bool) -> Result<Tens
     if fast {
         return candle_nn::rotary_emb::rope(&x, cos, sin);
     }
-    let d = x.dim(D::Minus1)?;
-    let cos = Tensor::cat(&[cos, cos], D::Minus1)?;
-    let sin = Tensor::cat(&[sin, sin], D::Minus1)?;
-    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
-    let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
-    let rot = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-    const_mul(&x, &cos)? + const_mul(&rot, &sin)?
+    rope(&x, cos, sin)
 }
 
 /// Key/value cache of one layer: preallocated `(b, kv_heads, capacity, head_dim)` buffers.
@@ -656,9 +499,9 @@ impl Mlp {
             let u = y.narrow(D::Minus1, i, i)?;
             return self.down_proj.forward(&(g.silu()? * u)?);
         }
-        let g = self.gate_proj.forward(x)?.silu()?;
+        let g = self.gate_proj.forward(x)?;
         let u = self.up_proj.forward(x)?;
-        self.down_proj.forward(&(g * u)?)
+        self.down_proj.forward(&swiglu(&g, &u)?)
     }
 }
 
