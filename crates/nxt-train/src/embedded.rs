@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::data::{self, Dataset};
+use crate::files::{read_json, write_atomic, write_json_atomic};
 use crate::loss::batch_nll;
 use crate::manifest::{self, Manifest};
 use crate::optim::{self, AdamW, Param};
@@ -75,32 +76,6 @@ struct MetricsLine {
     tokens: usize,
     tokens_per_s: f64,
     wall_s: f64,
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| TrainError::io(&tmp, e))?;
-        f.sync_all().map_err(|e| TrainError::io(&tmp, e))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
-}
-
-/// Writes `value` as pretty JSON, atomically.
-pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| TrainError::Config(format!("{}: cannot serialise: {e}", path.display())))?;
-    write_atomic(path, text.as_bytes())
-}
-
-/// Reads a JSON file.
-pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, TrainError> {
-    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
-        path: path.to_path_buf(),
-        msg: format!("invalid JSON: {e}"),
-    })
 }
 
 /// The trainer's view of the base model directory.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::embedded::{read_json, write_json_atomic};
+use crate::files::{read_json, write_json_atomic};
 use crate::TrainError;
 
 /// The record of a running launcher's process group, in the output directory.

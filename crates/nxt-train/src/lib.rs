@@ -36,6 +36,7 @@ pub mod config;
 pub mod data;
 pub mod embedded;
 pub mod error;
+mod files;
 pub mod fused_ce;
 pub mod launcher;
 pub mod loss;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::data::{sha256_file, Dataset};
-use crate::embedded::{read_json, write_json_atomic};
+use crate::files::{read_json, write_json_atomic};
 use crate::{TrainConfig, TrainError};
 
 /// File name of the manifest in the output directory.

@@ -13,7 +13,8 @@ use nxt_llm::engine::adapter::{merged_weights, LoraAdapter};
 use nxt_llm::engine::{ModelConfig, Transformer};
 use serde_json::{json, Value};
 
-use crate::embedded::{open_base, read_json, write_json_atomic, METRICS_FILE, SUMMARY_FILE};
+use crate::embedded::{open_base, METRICS_FILE, SUMMARY_FILE};
+use crate::files::{read_json, write_json_atomic};
 use crate::launcher::run_streamed;
 use crate::manifest::{self, Manifest};
 use crate::{data, Schedule, TrainConfig, TrainError, TrainSummary};
