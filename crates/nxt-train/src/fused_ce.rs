@@ -29,8 +29,9 @@ use candle_core::{
 use nxt_llm::engine::model::Linear;
 
 /// Rows of `h` per forward chunk when training (the backward pass's vocabulary blocks hold
-/// about as many logits). Measured on a 0.5B Qwen2.5 shape (vocabulary 151,936, hidden 896,
-/// 240 loss rows, two CPU cores): 32 rows keep a chunk's logits at 19 MB per copy.
+/// about as many logits: 19 MB of F32 for Qwen2.5's 151,936-token vocabulary). Measured on a
+/// 0.5B Qwen2.5 shape (LoRA step at 256 tokens, two CPU cores): 8, 32, 64 and 128 rows give
+/// the same step time within noise, and a step's peak RSS of 2.86, 2.88, 2.94 and 3.05 GB.
 pub const DEFAULT_CHUNK_ROWS: usize = 32;
 
 const NAME: &str = "fused-lm-head-nll";
