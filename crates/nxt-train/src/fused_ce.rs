@@ -21,12 +21,12 @@
 use std::sync::OnceLock;
 
 use candle_core::backend::{BackendDevice, BackendStorage};
-use candle_core::op::BackpropOp;
 use candle_core::{
     CpuStorage, CudaStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape,
     Storage, Tensor, D,
 };
 use nxt_llm::engine::model::Linear;
+use nxt_llm::engine::ops::{owned_storage, storage_tensor};
 
 /// Rows of `h` per forward chunk when training (the backward pass's vocabulary blocks hold
 /// about as many logits: 19 MB of F32 for Qwen2.5's 151,936-token vocabulary). Measured on a
@@ -382,38 +382,4 @@ impl CustomOp3 for FusedNll {
     ) -> Result<Grads> {
         self.backward(h, grad)
     }
-}
-
-/// A contiguous copy of `(storage, layout)` as a tensor outside the graph.
-fn storage_tensor<S>(s: &S, l: &Layout, wrap: fn(S) -> Storage) -> Result<Tensor>
-where
-    S: BackendStorage,
-    S::Device: BackendDevice<Storage = S>,
-{
-    // SAFETY: every element of the buffer is written by `copy_strided_src` right below.
-    let mut dst = unsafe { s.device().alloc_uninit(l.shape(), s.dtype())? };
-    s.copy_strided_src(&mut dst, 0, l)?;
-    Ok(Tensor::from_storage(
-        wrap(dst),
-        l.shape().clone(),
-        BackpropOp::none(),
-        false,
-    ))
-}
-
-/// The storage of a tensor's values as a fresh contiguous buffer; `unwrap` picks the
-/// backend's storage out of [`Storage`].
-fn owned_storage<S>(t: &Tensor, unwrap: fn(&Storage) -> Option<&S>) -> Result<(S, Shape)>
-where
-    S: BackendStorage,
-    S::Device: BackendDevice<Storage = S>,
-{
-    let (st, l) = t.storage_and_layout();
-    let Some(s) = unwrap(&st) else {
-        candle_core::bail!("{NAME}: the result is on another device than its input");
-    };
-    // SAFETY: every element of the buffer is written by `copy_strided_src` right below.
-    let mut dst = unsafe { s.device().alloc_uninit(l.shape(), s.dtype())? };
-    s.copy_strided_src(&mut dst, 0, l)?;
-    Ok((dst, l.shape().clone()))
 }

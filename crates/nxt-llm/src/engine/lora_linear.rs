@@ -181,6 +181,7 @@ pub(crate) fn fused_lora_linear(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ops::tests::{max_diff, values};
     use candle_core::{DType, Device, Var};
 
     /// The composed reference: frozen base plus a LoRA branch of ordinary tensor ops.
@@ -212,46 +213,19 @@ mod tests {
         (y + l).unwrap()
     }
 
-    /// Deterministic values in (-1, 1) (a 64-bit LCG).
-    fn randn(shape: (usize, usize), seed: u64) -> Tensor {
-        let mut s = seed;
-        let u: Vec<f64> = (0..shape.0 * shape.1)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-            })
-            .collect();
-        Tensor::from_vec(u, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-    }
-
     fn check(dropout: Option<DropoutDraw>, x_is_var: bool, prepared: bool) {
         let (rows, inp, out, r) = (5, 7, 6, 3);
-        let xv = Var::from_tensor(&randn((rows, inp), 1)).unwrap();
+        let xv = Var::from_tensor(&values(&[rows, inp], 1)).unwrap();
         let x = if x_is_var {
             xv.as_tensor().clone()
         } else {
             xv.as_tensor().detach()
         };
-        let w = randn((out, inp), 2);
-        let bias = randn((1, out), 3).squeeze(0).unwrap();
-        let a = Var::from_tensor(&randn((r, inp), 4)).unwrap();
-        let b = Var::from_tensor(&randn((out, r), 5)).unwrap();
-        let probe = randn((rows, out), 6);
+        let w = values(&[out, inp], 2);
+        let bias = values(&[1, out], 3).squeeze(0).unwrap();
+        let a = Var::from_tensor(&values(&[r, inp], 4)).unwrap();
+        let b = Var::from_tensor(&values(&[out, r], 5)).unwrap();
+        let probe = values(&[rows, out], 6);
         let s = 2.5;
         let wt = w.t().unwrap().contiguous().unwrap();
         let fused = fused_lora_linear(

@@ -297,12 +297,12 @@ pub fn swiglu(g: &Tensor, u: &Tensor) -> Result<Tensor> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
     /// Deterministic values in (-1.5, 1.5) (a 64-bit LCG).
-    fn values(shape: &[usize], seed: u64) -> Tensor {
+    pub(crate) fn values(shape: &[usize], seed: u64) -> Tensor {
         let mut s = seed;
         let n: usize = shape.iter().product();
         let v: Vec<f64> = (0..n)
@@ -316,7 +316,7 @@ mod tests {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
         (a - b)
             .unwrap()
             .abs()
