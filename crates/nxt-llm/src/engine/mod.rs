@@ -24,6 +24,7 @@ pub mod ops;
 pub mod pieces;
 pub mod sampling;
 pub mod testing;
+pub mod weights;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

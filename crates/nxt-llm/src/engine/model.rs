@@ -19,6 +19,7 @@ use super::config::ModelConfig;
 use super::lora_linear::{fused_lora_linear, DropoutDraw};
 pub use super::ops::{const_add, const_mul, frozen_linear};
 use super::ops::{frozen_rms_norm, rope, swiglu};
+use super::weights::SafetensorsReader;
 
 /// Seeded random stream for LoRA dropout, shared by every branch of a model; its state can
 /// be read and restored so that a resumed training run draws the same masks.
@@ -685,11 +686,7 @@ impl Transformer {
         dtype: DType,
         device: &Device,
     ) -> std::result::Result<Self, crate::LlmError> {
-        let files = safetensors_files(dir)?;
-        // SAFETY: the files are memory-mapped read-only; nxt never writes to a model directory
-        // while a model loaded from it is alive.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
-            .map_err(|e| crate::LlmError::Model(format!("{}: {e}", dir.display())))?;
+        let vb = SafetensorsReader::open(&safetensors_files(dir)?)?.into_var_builder(dtype, device);
         Self::new(cfg, vb).map_err(|e| {
             crate::LlmError::Model(format!(
                 "{}: weights do not match config.json: {e}",
@@ -709,16 +706,19 @@ impl Transformer {
     ) -> std::result::Result<(Self, VarMap), crate::LlmError> {
         let me = |e: candle_core::Error| crate::LlmError::Model(format!("{}: {e}", dir.display()));
         let varmap = VarMap::new();
-        for f in safetensors_files(dir)? {
-            let tensors = candle_core::safetensors::load(&f, device)
-                .map_err(|e| crate::LlmError::Model(format!("{}: {e}", f.display())))?;
+        let weights = SafetensorsReader::open(&safetensors_files(dir)?)?;
+        {
             let mut data = varmap
                 .data()
                 .lock()
                 .map_err(|_| crate::LlmError::Model("VarMap lock poisoned".into()))?;
-            for (name, t) in tensors {
-                let t = t.to_dtype(dtype).map_err(me)?;
-                data.insert(name, Var::from_tensor(&t).map_err(me)?);
+            for name in weights.names() {
+                let t = weights
+                    .load(name, device)
+                    .map_err(me)?
+                    .to_dtype(dtype)
+                    .map_err(me)?;
+                data.insert(name.clone(), Var::from_tensor(&t).map_err(me)?);
             }
         }
         let vb = VarBuilder::from_varmap(&varmap, dtype, device);
