@@ -21,7 +21,7 @@
 //! # Ok::<(), nxt_llm::LlmError>(())
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -1541,8 +1541,14 @@ pub fn merge_model_dir(
         .map_err(|e| LlmError::Model(format!("{}: cannot create: {e}", out.display())))?;
     let mut weight_files = Vec::with_capacity(files.len());
     for (i, f) in files.iter().enumerate() {
-        let mut tensors = candle_core::safetensors::load(f, &Device::Cpu)
+        let reader = super::weights::SafetensorsReader::open(std::slice::from_ref(f))?;
+        let mut tensors = reader
+            .names()
+            .iter()
+            .map(|name| Ok((name.clone(), reader.load(name, &Device::Cpu)?)))
+            .collect::<candle_core::Result<HashMap<String, Tensor>>>()
             .map_err(|e| LlmError::Model(format!("{}: {e}", f.display())))?;
+        drop(reader);
         for (_, name, m) in plan.iter().filter(|(file, _, _)| *file == i) {
             let Some(w) = tensors.get(name) else {
                 continue;
