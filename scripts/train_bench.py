@@ -3,7 +3,7 @@
 random 0.5B-shaped Qwen2 model, batch 1, LoRA r=16 (alpha 32) on all seven projections and full
 fine-tuning, at 128/256/512 tokens per example. Figures go to docs/BENCHMARKS.md ("Fine-tuning").
 
-    cargo build --release -p nxt-cli -p nxt-train --example bench_model
+    cargo build --release -p nxt-cli && cargo build --release -p nxt-train --example bench_model
     target/release/examples/bench_model /tmp/bench-0.5b          # about 2 GB, F32
     /tmp/peftenv/bin/python scripts/train_bench.py --model /tmp/bench-0.5b [--lengths 128,256,512] \
         [--modes lora,full] [--steps 4] [--no-peft]
