@@ -10,5 +10,8 @@
 //!
 //! * [`softmax::masked_softmax`]: `softmax(x * scale + mask)` over the last dimension (the
 //!   attention probabilities).
+//! * [`gemm::matmul_into`]: `dst [+]= scale·lhs·rhs` on strided CPU slices, for fused ops that
+//!   write their output once (the LoRA linear layer).
 
+pub mod gemm;
 pub mod softmax;
