@@ -7,8 +7,19 @@
 //! about 0.9 GB. This op keeps only its operands (`x`, which the graph holds anyway, and the
 //! factors); the dropout mask is redrawn in the backward pass from the stream state it was
 //! drawn with, and the `rows × r` product is recomputed (r is small).
+//!
+//! On CPU in F32/F64 both passes run on the operands' slices ([`nxt_kernels::gemm`]): the
+//! output is allocated once and the base product, the bias and the scaled low-rank term are
+//! written into it in place (`s` scales the `rows × r` product, not the output), and the
+//! input gradient `g·W + s·(gb·A)` is accumulated the same way. Elsewhere the same formulas
+//! run as tensor ops.
 
-use candle_core::{CpuStorage, CudaStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    CpuStorage, CudaStorage, CustomOp3, DType, Device, Layout, Result, Shape, Storage, Tensor,
+    WithDType,
+};
+use nxt_kernels::gemm::{matmul_into, GemmFloat, MatRef};
 
 use super::model::DropoutRng;
 use super::ops::{owned_storage, storage_tensor};
@@ -29,7 +40,37 @@ impl DropoutDraw {
         let m = DropoutRng::new(self.state).mask(x.elem_count(), self.p);
         Tensor::from_vec(m, x.shape(), x.device())?.to_dtype(x.dtype())
     }
+
+    /// The keep-scale mask of `n` elements, row-major, as values of `T`.
+    fn mask_values<T: WithDType>(&self, n: usize) -> Vec<T> {
+        DropoutRng::new(self.state)
+            .mask(n, self.p)
+            .into_iter()
+            .map(|v| T::from_f64(f64::from(v)))
+            .collect()
+    }
 }
+
+/// The elements of a CPU storage as `T` (an error for another dtype or device).
+fn cpu_slice<T: WithDType>(s: &Storage) -> Result<&[T]> {
+    match s {
+        Storage::Cpu(c) => c.as_slice::<T>(),
+        _ => candle_core::bail!("fused-lora-linear: expected a CPU tensor"),
+    }
+}
+
+/// The row-major `x⊙m` of a `(rows, in)` view and a row-major mask.
+fn masked<T: GemmFloat + std::ops::Mul<Output = T>>(x: MatRef<'_, T>, m: &[T]) -> Vec<T> {
+    let cols = x.cols();
+    (0..x.rows())
+        .flat_map(|i| (0..cols).map(move |j| (i, j)))
+        .zip(m)
+        .map(|((i, j), &mij)| x.at(i, j) * mij)
+        .collect()
+}
+
+/// Gradients of `(x, A, B)`.
+type Grads = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
 
 /// The fused op; its operands are `x: (rows, in)`, `A: (r, in)`, `B: (out, r)`.
 struct FusedLora {
@@ -47,6 +88,130 @@ struct FusedLora {
 }
 
 impl FusedLora {
+    /// Whether the slice kernels run for operands of `dtype` on `device`: CPU, F32 or F64,
+    /// the frozen weight and bias of the same dtype.
+    fn cpu_kernel(&self, dtype: DType, device: &Device) -> bool {
+        matches!(device, Device::Cpu)
+            && matches!(dtype, DType::F32 | DType::F64)
+            && self.weight.dtype() == dtype
+            && self.bias.as_ref().is_none_or(|b| b.dtype() == dtype)
+    }
+
+    /// The forward on CPU slices: `x: (rows, in)`, `A: (r, in)`, `B: (out, r)`; the
+    /// row-major `(rows, out)` output.
+    fn cpu_forward<T>(&self, x: MatRef<'_, T>, a: MatRef<'_, T>, b: MatRef<'_, T>) -> Result<Vec<T>>
+    where
+        T: GemmFloat + WithDType + std::ops::Mul<Output = T>,
+    {
+        let (rows, out) = (x.rows(), b.rows());
+        let mut y = match &self.bias {
+            Some(bias) => {
+                let bias = bias.flatten_all()?;
+                let (bs, bl) = bias.storage_and_layout();
+                let Some((start, end)) = bl.contiguous_offsets() else {
+                    candle_core::bail!("fused-lora-linear: the bias is not contiguous");
+                };
+                let bias = &cpu_slice::<T>(&bs)?[start..end];
+                if bias.len() != out {
+                    candle_core::bail!(
+                        "fused-lora-linear: bias of {} for {out} outputs",
+                        bias.len()
+                    );
+                }
+                bias.repeat(rows)
+            }
+            None => vec![T::ZERO; rows * out],
+        };
+        {
+            let weight = self.wt.as_ref().unwrap_or(&self.weight);
+            let (ws, wl) = weight.storage_and_layout();
+            let w = MatRef::from_layout(cpu_slice::<T>(&ws)?, wl)?;
+            // `wt` is `Wᵀ` already; `weight` is `(out, in)`.
+            let wt = if self.wt.is_some() { w } else { w.t() };
+            matmul_into(&mut y, x, wt, T::ONE, self.bias.is_some())?;
+        }
+        let xm = self
+            .dropout
+            .map(|d| masked(x, &d.mask_values::<T>(rows * x.cols())));
+        let xm = match &xm {
+            Some(v) => MatRef::row_major(v, rows, x.cols())?,
+            None => x,
+        };
+        let r = a.rows();
+        let mut xa = vec![T::ZERO; rows * r];
+        matmul_into(&mut xa, xm, a.t(), T::from_f64(self.scaling), false)?;
+        matmul_into(
+            &mut y,
+            MatRef::row_major(&xa, rows, r)?,
+            b.t(),
+            T::ONE,
+            true,
+        )?;
+        Ok(y)
+    }
+
+    /// The backward on CPU tensors (see [`CustomOp3::bwd`] for the formulas): `(dx, dA, dB)`,
+    /// `dx` only when `x` wants a gradient.
+    fn cpu_backward<T>(&self, x: &Tensor, a: &Tensor, b: &Tensor, g: &Tensor) -> Result<Grads>
+    where
+        T: GemmFloat + WithDType + std::ops::Mul<Output = T> + std::ops::AddAssign,
+    {
+        let (xs, xl) = x.storage_and_layout();
+        let (as_, al) = a.storage_and_layout();
+        let (bs, bl) = b.storage_and_layout();
+        let (gs, gl) = g.storage_and_layout();
+        let x = MatRef::from_layout(cpu_slice::<T>(&xs)?, xl)?;
+        let a = MatRef::from_layout(cpu_slice::<T>(&as_)?, al)?;
+        let b = MatRef::from_layout(cpu_slice::<T>(&bs)?, bl)?;
+        let g = MatRef::from_layout(cpu_slice::<T>(&gs)?, gl)?;
+        let (rows, inp, out, r) = (x.rows(), x.cols(), b.rows(), a.rows());
+        let s = T::from_f64(self.scaling);
+        let mask = self.dropout.map(|d| d.mask_values::<T>(rows * inp));
+        let xm_values = mask.as_ref().map(|m| masked(x, m));
+        let xm = match &xm_values {
+            Some(v) => MatRef::row_major(v, rows, inp)?,
+            None => x,
+        };
+        let mut xa = vec![T::ZERO; rows * r];
+        matmul_into(&mut xa, xm, a.t(), T::ONE, false)?;
+        let mut gb = vec![T::ZERO; rows * r];
+        matmul_into(&mut gb, g, b, T::ONE, false)?;
+        let (xa, gb) = (
+            MatRef::row_major(&xa, rows, r)?,
+            MatRef::row_major(&gb, rows, r)?,
+        );
+        let mut db = vec![T::ZERO; out * r];
+        matmul_into(&mut db, g.t(), xa, s, false)?;
+        let mut da = vec![T::ZERO; r * inp];
+        matmul_into(&mut da, gb.t(), xm, s, false)?;
+        let dx = if self.x_grad {
+            let mut dx = vec![T::ZERO; rows * inp];
+            {
+                let (ws, wl) = self.weight.storage_and_layout();
+                let w = MatRef::from_layout(cpu_slice::<T>(&ws)?, wl)?;
+                matmul_into(&mut dx, g, w, T::ONE, false)?;
+            }
+            match &mask {
+                Some(m) => {
+                    let mut through = vec![T::ZERO; rows * inp];
+                    matmul_into(&mut through, gb, a, s, false)?;
+                    for ((d, t), &mij) in dx.iter_mut().zip(&through).zip(m) {
+                        *d += *t * mij;
+                    }
+                }
+                None => matmul_into(&mut dx, gb, a, s, true)?,
+            }
+            Some(Tensor::from_vec(dx, (rows, inp), &Device::Cpu)?)
+        } else {
+            None
+        };
+        Ok((
+            dx,
+            Some(Tensor::from_vec(da, (r, inp), &Device::Cpu)?),
+            Some(Tensor::from_vec(db, (out, r), &Device::Cpu)?),
+        ))
+    }
+
     fn forward(&self, x: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         let y = match &self.wt {
             Some(wt) => x.matmul(wt)?,
@@ -81,6 +246,30 @@ impl CustomOp3 for FusedLora {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let shape = |rows: usize, out: usize| Shape::from((rows, out));
+        if self.cpu_kernel(s1.dtype(), &Device::Cpu) {
+            match (s1, s2, s3) {
+                (CpuStorage::F32(x), CpuStorage::F32(a), CpuStorage::F32(b)) => {
+                    let x = MatRef::from_layout(x, l1)?;
+                    let y = self.cpu_forward(
+                        x,
+                        MatRef::from_layout(a, l2)?,
+                        MatRef::from_layout(b, l3)?,
+                    )?;
+                    return Ok((CpuStorage::F32(y), shape(x.rows(), l3.dims()[0])));
+                }
+                (CpuStorage::F64(x), CpuStorage::F64(a), CpuStorage::F64(b)) => {
+                    let x = MatRef::from_layout(x, l1)?;
+                    let y = self.cpu_forward(
+                        x,
+                        MatRef::from_layout(a, l2)?,
+                        MatRef::from_layout(b, l3)?,
+                    )?;
+                    return Ok((CpuStorage::F64(y), shape(x.rows(), l3.dims()[0])));
+                }
+                _ => {}
+            }
+        }
         let x = storage_tensor(s1, l1, Storage::Cpu)?;
         let a = storage_tensor(s2, l2, Storage::Cpu)?;
         let b = storage_tensor(s3, l3, Storage::Cpu)?;
@@ -110,14 +299,16 @@ impl CustomOp3 for FusedLora {
 
     /// With `xm = x⊙m`, `xa = xm·Aᵀ` and `gb = g·B`:
     /// `dB = s·gᵀ·xa`, `dA = s·gbᵀ·xm`, `dx = g·W + s·(gb·A)⊙m`.
-    fn bwd(
-        &self,
-        x: &Tensor,
-        a: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
-        g: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, x: &Tensor, a: &Tensor, b: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Grads> {
+        let same = [a.dtype(), b.dtype(), g.dtype()]
+            .iter()
+            .all(|&d| d == x.dtype());
+        if same && self.cpu_kernel(x.dtype(), x.device()) && matches!(g.device(), Device::Cpu) {
+            return match x.dtype() {
+                DType::F32 => self.cpu_backward::<f32>(x, a, b, g),
+                _ => self.cpu_backward::<f64>(x, a, b, g),
+            };
+        }
         let x = x.detach();
         let (a_dtype, b_dtype) = (a.dtype(), b.dtype());
         let a = a.detach().to_dtype(g.dtype())?;
