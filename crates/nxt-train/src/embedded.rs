@@ -369,6 +369,7 @@ pub fn run(
 ) -> Result<TrainSummary, TrainError> {
     let out = cfg.out.clone();
     std::fs::create_dir_all(&out).map_err(|e| TrainError::io(&out, e))?;
+    let _heap = crate::heap::RetainedHeap::begin();
     let base = open_base(&cfg.model)?;
     let data = data::load_dataset(&cfg.data, &base.tokenizer, &base.eos, cfg.max_length)?;
     let weights_sha = manifest::weights_sha256(&base.dir)?;

@@ -38,6 +38,7 @@ pub mod embedded;
 pub mod error;
 mod files;
 pub mod fused_ce;
+mod heap;
 pub mod launcher;
 pub mod loss;
 pub mod manifest;
