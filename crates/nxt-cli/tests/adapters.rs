@@ -11,9 +11,10 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-use nxt_llm::engine::adapter::{LoraAdapter, LoraConfig};
-use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
-use nxt_llm::engine::{Engine, EngineOptions, ModelConfig};
+use nxt_engine::adapter::{LoraAdapter, LoraConfig};
+use nxt_engine::tiny::{write_tiny_model, TinyModelSpec};
+use nxt_engine::ModelConfig;
+use nxt_llm::engine::{Engine, EngineOptions};
 use nxt_llm::{GenerationRequest, Prompt, SamplingParams};
 use serde_json::Value;
 

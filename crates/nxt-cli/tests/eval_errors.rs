@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use nxt_core::store::RunStore;
-use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
+use nxt_engine::tiny::{write_tiny_model, TinyModelSpec};
 
 use common::{data_dir, nxt, sandbox_ok, text, tmpdir};
 

@@ -213,7 +213,7 @@ fn an_unreachable_server_fails_with_a_clear_error() {
 fn engine_directly_and_behind_nxt_serve_agree() {
     let dir = tempdir();
     let model = dir.join("tiny");
-    nxt_llm::engine::testing::write_tiny_model(&model, &Default::default()).unwrap();
+    nxt_engine::tiny::write_tiny_model(&model, &Default::default()).unwrap();
     let prompts = dir.join("p.jsonl");
     std::fs::write(
         &prompts,

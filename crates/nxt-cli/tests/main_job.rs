@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nxt_core::store::{PromptKind, RunStore};
-use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
+use nxt_engine::tiny::{write_tiny_model, TinyModelSpec};
 
 use common::{data_dir, sandbox_ok};
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
+use nxt_engine::tiny::{write_tiny_model, TinyModelSpec};
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("nxt-cli-train-{name}-{}", std::process::id()));

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use nxt_core::eval::{run_eval, EvalConfig, EvalContext};
 use nxt_core::store::{PromptKind, RunStore};
-use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
+use nxt_engine::tiny::{write_tiny_model, TinyModelSpec};
 use nxt_llm::engine::{Engine, EngineOptions};
 
 const TASKS: usize = 10;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use nxt_core::eval::{run_eval, EvalConfig, EvalContext};
 use nxt_core::store::{PromptKind, RunStore};
-use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
+use nxt_engine::tiny::{write_tiny_model, TinyModelSpec};
 use nxt_llm::engine::{Engine, EngineOptions};
 
 fn data_dir() -> Option<PathBuf> {

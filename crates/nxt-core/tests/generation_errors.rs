@@ -12,7 +12,7 @@ use common::{pool, tasks, Canned};
 use nxt_core::eval::{run_eval, EvalConfig, EvalContext};
 use nxt_core::store::{PromptKind, RunStore};
 use nxt_core::CoreError;
-use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
+use nxt_engine::tiny::{write_tiny_model, TinyModelSpec};
 use nxt_llm::engine::{Engine, EngineOptions};
 
 fn tmp(name: &str) -> std::path::PathBuf {

@@ -10,8 +10,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
-use nxt_llm::engine::{Arch, Engine, EngineOptions};
+use nxt_engine::tiny::{write_tiny_model, TinyModelSpec};
+use nxt_engine::Arch;
+use nxt_llm::engine::{Engine, EngineOptions};
 use nxt_llm::SamplingParams;
 
 /// Read bandwidth in bytes per second: `threads` threads each summing their part of a

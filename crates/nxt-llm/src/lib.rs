@@ -1,13 +1,14 @@
 //! `nxt-llm`: text generation behind one [`Generator`] interface.
 //!
 //! Backends (each in its own module):
-//! * `engine`: the embedded candle engine (own differentiable Qwen2/Llama modules, tokenizer,
-//!   chat templates, sampling with a shared prompt prefix). The default.
+//! * `engine`: the embedded engine, generation on `nxt-engine`'s candle model (its own
+//!   differentiable Qwen2/Llama, tokenizer, chat templates), sampling `n` completions with a
+//!   shared prompt prefix. The default.
 //! * `openai`: a client for OpenAI-compatible servers (vLLM, SGLang, llama.cpp, Ollama, OpenAI).
 //! * `server`: an OpenAI-compatible HTTP server over any [`Generator`] (`nxt serve`).
 //!
 //! One HTTP client, reqwest 0.12 (tokio, rustls), serves the OpenAI client, the hub downloads
-//! (`engine::hub`) and the workspace's other crates; the `openai` module doc gives the
+//! (`nxt_engine::hub`) and the workspace's other crates; the `openai` module doc gives the
 //! measurement (ureq beside it added 3 crates, reqwest's blocking API adds 2).
 //!
 //! The types in this file are the contract shared by the backends and by `nxt-core`.
@@ -19,16 +20,9 @@ pub mod open;
 pub mod openai;
 pub mod server;
 
+pub use nxt_engine::chat::ChatMessage;
+pub use nxt_engine::pieces::TokenPiece;
 pub use open::{is_server_spec, open_generator, OpenOptions};
-
-/// One chat message.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ChatMessage {
-    /// `system`, `user` or `assistant`.
-    pub role: String,
-    /// Message text.
-    pub content: String,
-}
 
 /// A prompt: plain text for completion models, or a chat for instruction-tuned ones.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -109,16 +103,6 @@ pub struct Completion {
     pub logprobs: Option<Vec<f32>>,
 }
 
-/// One sampled token as text: the decoded piece and its UTF-8 bytes (a token inside a
-/// multi-byte character has the bytes of its part; its text is their lossy decoding).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenPiece {
-    /// The decoded text of the token.
-    pub text: String,
-    /// Its bytes.
-    pub bytes: Vec<u8>,
-}
-
 /// Errors of generation backends.
 #[derive(Debug, thiserror::Error)]
 pub enum LlmError {
@@ -138,6 +122,15 @@ pub enum LlmError {
     /// I/O error.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<nxt_engine::EngineError> for LlmError {
+    fn from(e: nxt_engine::EngineError) -> Self {
+        match e {
+            nxt_engine::EngineError::Model(m) => LlmError::Model(m),
+            nxt_engine::EngineError::Request(m) => LlmError::Request(m),
+        }
+    }
 }
 
 /// Token totals of a generator since it was created.

@@ -5,12 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use nxt_llm::engine::adapter::{
+use nxt_engine::adapter::{
     self, check_adapter, lora_key, merge_into, safetensors_f32_bytes, LoraAdapter, LoraConfig,
     LoraPart, ProblemKind, TARGET_MODULES,
 };
-use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
-use nxt_llm::engine::{Engine, EngineOptions, ModelConfig, Transformer};
+use nxt_engine::tiny::{write_tiny_model, TinyModelSpec};
+use nxt_engine::{ModelConfig, Transformer};
+use nxt_llm::engine::{Engine, EngineOptions};
 use nxt_llm::{GenerationRequest, Generator, Prompt, SamplingParams};
 
 fn tmp(tag: &str) -> PathBuf {

@@ -1,12 +1,13 @@
 //! The embedded engine end to end on tiny random models written by
-//! `engine::testing::write_tiny_model`.
+//! `nxt_engine::tiny::write_tiny_model`.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use candle_core::{DType, Device, Tensor};
-use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
-use nxt_llm::engine::{Arch, Engine, EngineOptions, ModelConfig, Transformer};
+use nxt_engine::tiny::{write_tiny_model, TinyModelSpec};
+use nxt_engine::{Arch, ModelConfig, Transformer};
+use nxt_llm::engine::{Engine, EngineOptions};
 use nxt_llm::{ChatMessage, FinishReason, GenerationRequest, Generator, Prompt, SamplingParams};
 
 fn tmp(name: &str) -> PathBuf {
@@ -149,8 +150,8 @@ fn kv_cache_greedy_matches_full_forward() {
         for _ in 0..out[0].completion_tokens {
             let logits = e.forward_logits(&seq).unwrap();
             let last = logits.last().unwrap();
-            let tok = nxt_llm::engine::sampling::argmax(last);
-            lps.push(nxt_llm::engine::sampling::log_prob(last, tok));
+            let tok = nxt_engine::sampling::argmax(last);
+            lps.push(nxt_engine::sampling::log_prob(last, tok));
             seq.push(tok as u32);
             if e.eos_token_ids().contains(&(tok as u32)) {
                 break;

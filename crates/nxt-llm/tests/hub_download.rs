@@ -10,8 +10,8 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use nxt_llm::engine::hub::{self, HubConfig, HubError};
-use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
+use nxt_engine::hub::{self, HubConfig, HubError};
+use nxt_engine::tiny::{write_tiny_model, TinyModelSpec};
 use nxt_llm::engine::{Engine, EngineOptions};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};

@@ -8,9 +8,10 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use nxt_llm::engine::adapter::{LoraAdapter, LoraConfig, TARGET_MODULES};
-use nxt_llm::engine::testing::write_tiny_model;
-use nxt_llm::engine::{Engine, EngineOptions, ModelConfig};
+use nxt_engine::adapter::{LoraAdapter, LoraConfig, TARGET_MODULES};
+use nxt_engine::tiny::write_tiny_model;
+use nxt_engine::ModelConfig;
+use nxt_llm::engine::{Engine, EngineOptions};
 use nxt_llm::openai::{ClientConfig, OpenAiClient};
 use nxt_llm::server::{ServedModels, ServerConfig, ServerHandle};
 use nxt_llm::{GenerationRequest, Generator, Prompt, SamplingParams};

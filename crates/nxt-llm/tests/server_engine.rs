@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use nxt_llm::engine::testing::write_tiny_model;
+use nxt_engine::tiny::write_tiny_model;
 use nxt_llm::engine::{Engine, EngineOptions};
 use nxt_llm::openai::{ClientConfig, OpenAiClient};
 use nxt_llm::server::{ServerConfig, ServerHandle};
@@ -175,7 +175,7 @@ fn logprob_entries_carry_each_tokens_text_and_bytes() {
         .tokenizer()
         .token_to_id("Ċ")
         .expect("byte-level vocabulary has the newline byte");
-    let piece = nxt_llm::engine::pieces::token_piece(engine.tokenizer(), newline);
+    let piece = nxt_engine::pieces::token_piece(engine.tokenizer(), newline);
     assert_eq!(
         (piece.text.as_str(), piece.bytes.as_slice()),
         ("\n", &b"\n"[..])

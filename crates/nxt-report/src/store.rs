@@ -139,8 +139,8 @@ pub fn find_tokenizer(model: Option<&str>) -> Result<PathBuf, String> {
     let dir = Path::new(model);
     let dir = if dir.is_dir() {
         dir.to_path_buf()
-    } else if nxt_llm::engine::hub::looks_like_repo_id(model) {
-        nxt_llm::engine::hub::cached_snapshot(&nxt_llm::engine::hub::cache_dir(), model, "main")
+    } else if nxt_engine::hub::looks_like_repo_id(model) {
+        nxt_engine::hub::cached_snapshot(&nxt_engine::hub::cache_dir(), model, "main")
             .ok_or_else(|| format!("{model} is not in the local hub cache"))?
     } else {
         return Err(format!("the model directory {model} is not there"));

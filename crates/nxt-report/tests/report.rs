@@ -985,7 +985,7 @@ fn rationale_and_program_lengths_are_in_the_runs_tokens_else_characters_with_a_n
         .flat_map(|i| (0..6).map(move |s| fixture_rationale(i, s)))
         .collect::<Vec<_>>()
         .join("\n");
-    let tok = nxt_llm::engine::testing::tokenizer_json_from_corpus(&corpus, 200);
+    let tok = nxt_engine::tiny::tokenizer_json_from_corpus(&corpus, 200);
     std::fs::write(model.join("tokenizer.json"), tok.to_string()).expect("tokenizer");
     let with_tok = at(d.path(), "tok");
     let mut plan = EvalPlan::new("mbpp-r", 6, &[0, 1, 0, 3]);

@@ -34,6 +34,9 @@ pub enum SelftrainError {
     /// A generator (engine or server) failed.
     #[error(transparent)]
     Llm(#[from] nxt_llm::LlmError),
+    /// Model files, the tokenizer or the chat template of a model (the engine's message).
+    #[error(transparent)]
+    Engine(#[from] nxt_engine::EngineError),
     /// The sandbox failed.
     #[error(transparent)]
     Sandbox(#[from] nxt_sandbox::SandboxError),

@@ -952,7 +952,7 @@ impl Loop<'_> {
             Some((v, _)) => v["model"].as_str().unwrap_or_default().to_string(),
             None => self.cfg.model.base.clone(),
         };
-        Ok(nxt_llm::engine::resolve_model(&base, "main")?)
+        Ok(nxt_engine::resolve_model(&base, "main")?)
     }
 
     /// Stage `iter-i/train`: the base model fine-tuned on this iteration's kept set.

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use nxt_core::prompt::{format_answer, Layout, PromptOptions, RATIONALE_HEADING};
 use nxt_core::repair::{prepare, prompt_for, RepairConfig};
 use nxt_data::{grading_limits, RepairTask, SourceDataset, Split, TaskMeta, TestSuite};
-use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
+use nxt_engine::tiny::{write_tiny_model, TinyModelSpec};
 use nxt_llm::{Prompt, SamplingParams};
 use nxt_sandbox::{Job, JobResult, Pool, TestOutcome};
 use nxt_trace::{Format, RenderOptions};
@@ -75,7 +75,10 @@ pub enum ToyError {
     },
     /// Writing the tiny model failed.
     #[error("writing the toy model: {0}")]
-    Model(#[from] nxt_llm::LlmError),
+    Model(#[from] nxt_engine::EngineError),
+    /// Loading the written model (to count the warm-start examples' tokens) failed.
+    #[error("loading the toy model: {0}")]
+    Load(#[from] nxt_llm::LlmError),
     /// The options cannot produce a benchmark.
     #[error("toy options: {0}")]
     Invalid(String),

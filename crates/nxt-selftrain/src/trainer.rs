@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use nxt_core::Progress;
-use nxt_llm::engine::{ChatTemplate, TokenizerConfig};
+use nxt_engine::{ChatTemplate, TokenizerConfig};
 use nxt_llm::Prompt;
 
 use crate::config::{TrainSection, TrainerKind};

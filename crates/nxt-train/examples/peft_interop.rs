@@ -16,9 +16,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use nxt_llm::engine::adapter::{check_adapter, LoraAdapter, LoraConfig};
-use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
-use nxt_llm::engine::{Engine, EngineOptions, ModelConfig};
+use nxt_engine::adapter::{check_adapter, LoraAdapter, LoraConfig};
+use nxt_engine::tiny::{write_tiny_model, TinyModelSpec};
+use nxt_engine::ModelConfig;
+use nxt_llm::engine::{Engine, EngineOptions};
 
 /// The token sequence every logits comparison uses.
 pub const TOKENS: [u32; 16] = [

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use candle_core::{DType, Device};
-use nxt_llm::engine::config::ModelConfig;
+use nxt_engine::config::ModelConfig;
 use nxt_train::data::Example;
 use nxt_train::{embedded, loss, TrainConfig};
 

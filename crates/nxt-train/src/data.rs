@@ -66,7 +66,7 @@ pub fn eos_text(
     tokenizer: &Tokenizer,
     eos_ids: &[u32],
 ) -> Result<String, TrainError> {
-    let tc = nxt_llm::engine::TokenizerConfig::from_dir(model_dir)?;
+    let tc = nxt_engine::TokenizerConfig::from_dir(model_dir)?;
     if let Some(t) = tc.eos_token.filter(|t| !t.is_empty()) {
         return Ok(t);
     }

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
-use nxt_llm::engine::adapter::{copy_model_files, LoraAdapter, LoraConfig};
-use nxt_llm::engine::model::{DropoutRng, LoraBranch};
-use nxt_llm::engine::{ModelConfig, Transformer};
+use nxt_engine::adapter::{copy_model_files, LoraAdapter, LoraConfig};
+use nxt_engine::dropout::DropoutRng;
+use nxt_engine::model::LoraBranch;
+use nxt_engine::{ModelConfig, Transformer};
 use rand::distr::{Distribution, Uniform};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -88,11 +89,11 @@ pub(crate) struct Base {
 }
 
 pub(crate) fn open_base(model: &str) -> Result<Base, TrainError> {
-    let dir = nxt_llm::engine::resolve_model(model, "main")?;
+    let dir = nxt_engine::resolve_model(model, "main")?;
     let cfg = ModelConfig::from_file(&dir.join("config.json"))?;
     let tok_path = dir.join("tokenizer.json");
     let tokenizer = Tokenizer::from_file(&tok_path)
-        .map_err(|e| nxt_llm::LlmError::Model(format!("{}: {e}", tok_path.display())))?;
+        .map_err(|e| nxt_engine::EngineError::Model(format!("{}: {e}", tok_path.display())))?;
     let eos = data::eos_text(&dir, &tokenizer, &cfg.eos_token_ids)?;
     let pad = tokenizer
         .token_to_id(&eos)
@@ -189,7 +190,7 @@ pub fn build_trainable(
     let scaling = cfg.lora_scaling();
     let r = cfg.lora_r;
     let mut params = Vec::new();
-    let modules: Vec<&str> = nxt_llm::engine::adapter::TARGET_MODULES
+    let modules: Vec<&str> = nxt_engine::adapter::TARGET_MODULES
         .iter()
         .copied()
         .filter(|m| cfg.target_modules.iter().any(|t| t == m))
@@ -213,7 +214,7 @@ pub fn build_trainable(
                 scaling,
                 cfg.lora_dropout as f32,
             ));
-            use nxt_llm::engine::adapter::{lora_key, LoraPart};
+            use nxt_engine::adapter::{lora_key, LoraPart};
             params.push(Param::new(lora_key(layer, module, LoraPart::A), a, true)?);
             params.push(Param::new(lora_key(layer, module, LoraPart::B), b, true)?);
         }

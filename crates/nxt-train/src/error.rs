@@ -78,7 +78,7 @@ pub enum TrainError {
     },
     /// Model, tokenizer or adapter files.
     #[error(transparent)]
-    Llm(#[from] nxt_llm::LlmError),
+    Engine(#[from] nxt_engine::EngineError),
     /// A tensor operation failed.
     #[error("tensor: {0}")]
     Candle(#[from] candle_core::Error),

@@ -25,8 +25,8 @@ use candle_core::{
     CpuStorage, CudaStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape,
     Storage, Tensor, D,
 };
-use nxt_llm::engine::model::Linear;
-use nxt_llm::engine::ops::{owned_storage, storage_tensor};
+use nxt_engine::model::Linear;
+use nxt_engine::ops::{owned_storage, storage_tensor};
 
 /// Rows of `h` per forward chunk when training (the backward pass's vocabulary blocks hold
 /// about as many logits: 19 MB of F32 for Qwen2.5's 151,936-token vocabulary). Measured on a

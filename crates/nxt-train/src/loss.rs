@@ -1,7 +1,7 @@
 //! The completion-only next-token loss of a padded micro-batch.
 
 use candle_core::{Result, Tensor, D};
-use nxt_llm::engine::Transformer;
+use nxt_engine::Transformer;
 
 use crate::data::Example;
 use crate::fused_ce::{lm_head_nll, DEFAULT_CHUNK_ROWS};

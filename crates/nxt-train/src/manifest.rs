@@ -44,7 +44,7 @@ pub struct Manifest {
 /// sha256 of every safetensors file of a model directory, by file name.
 pub fn weights_sha256(dir: &Path) -> Result<BTreeMap<String, String>, TrainError> {
     let mut m = BTreeMap::new();
-    for f in nxt_llm::engine::model::safetensors_files(dir)? {
+    for f in nxt_engine::model::safetensors_files(dir)? {
         let name = f
             .file_name()
             .map(|n| n.to_string_lossy().to_string())

@@ -9,8 +9,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
-use nxt_llm::engine::adapter::{merged_weights, LoraAdapter};
-use nxt_llm::engine::{ModelConfig, Transformer};
+use nxt_engine::adapter::{merged_weights, LoraAdapter};
+use nxt_engine::{ModelConfig, Transformer};
 use serde_json::{json, Value};
 
 use crate::embedded::{open_base, METRICS_FILE, SUMMARY_FILE};
@@ -417,7 +417,7 @@ fn validate_model(dir: &Path, base: &ModelConfig) -> Result<(), TrainError> {
             dir.display()
         )));
     }
-    nxt_llm::engine::model::safetensors_files(dir)?;
+    nxt_engine::model::safetensors_files(dir)?;
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! gradients (h, and the weight and bias when trainable) on small random inputs.
 
 use candle_core::{DType, Device, Module, Tensor, Var, D};
-use nxt_llm::engine::model::{const_add, Linear, LoraBranch};
+use nxt_engine::model::{const_add, Linear, LoraBranch};
 use nxt_train::fused_ce::{lm_head_nll, DEFAULT_CHUNK_ROWS};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -5,8 +5,8 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
-use nxt_llm::engine::model::LoraBranch;
-use nxt_llm::engine::{ModelConfig, Transformer};
+use nxt_engine::model::LoraBranch;
+use nxt_engine::{ModelConfig, Transformer};
 use nxt_train::data::{load_dataset, Example};
 use nxt_train::embedded::build_trainable;
 use nxt_train::loss::batch_nll;

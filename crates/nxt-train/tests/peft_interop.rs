@@ -8,8 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use nxt_llm::engine::adapter::{check_adapter, merge_model_dir, LoraAdapter};
-use nxt_llm::engine::{Engine, EngineOptions, ModelConfig};
+use nxt_engine::adapter::{check_adapter, merge_model_dir, LoraAdapter};
+use nxt_engine::ModelConfig;
+use nxt_llm::engine::{Engine, EngineOptions};
 use serde_json::Value;
 
 const TOL: f32 = 1e-4;

@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use nxt_llm::engine::adapter::{check_adapter, AdapterProblem, ProblemKind};
-use nxt_llm::engine::config::ModelConfig;
+use nxt_engine::adapter::{check_adapter, AdapterProblem, ProblemKind};
+use nxt_engine::config::ModelConfig;
 
 use crate::exit;
 

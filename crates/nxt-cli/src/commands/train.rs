@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use nxt_llm::engine::adapter::{check_adapter, LoraAdapter, TARGET_MODULES};
-use nxt_llm::engine::config::ModelConfig;
+use nxt_engine::adapter::{check_adapter, LoraAdapter, TARGET_MODULES};
+use nxt_engine::config::ModelConfig;
 use nxt_train::{Backend, Schedule, StepMetrics, TrainConfig, DEFAULT_TRL_LAUNCHER};
 
 /// Arguments of `nxt train`.
@@ -275,7 +275,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// The local directory of a model given as a directory or hub id.
 fn model_dir(model: &str) -> anyhow::Result<PathBuf> {
-    nxt_llm::engine::resolve_model(model, "main").map_err(|e| {
+    nxt_engine::resolve_model(model, "main").map_err(|e| {
         if Path::new(model).exists() {
             exit::input(e.to_string())
         } else {
@@ -293,15 +293,16 @@ fn merge(args: MergeArgs) -> anyhow::Result<()> {
         &args.adapter,
         &format!("--adapter {}", args.adapter.display()),
     )?;
-    let s = nxt_llm::engine::adapter::merge_model_dir(&base, &args.adapter, &args.out)
-        .with_context(|| {
+    let s = nxt_engine::adapter::merge_model_dir(&base, &args.adapter, &args.out).with_context(
+        || {
             format!(
                 "cannot merge {} into {} (output {})",
                 args.adapter.display(),
                 base.display(),
                 args.out.display()
             )
-        })?;
+        },
+    )?;
     println!("merged model:  {}", args.out.display());
     println!("base:          {}", base.display());
     println!("adapter:       {}", args.adapter.display());
@@ -375,7 +376,7 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
     let problems = check_adapter(dir, base.as_ref().map(|(_, c)| c), args.max_lora_rank);
     let shape_problems = problems
         .iter()
-        .filter(|p| p.kind == nxt_llm::engine::adapter::ProblemKind::ShapeMismatch)
+        .filter(|p| p.kind == nxt_engine::adapter::ProblemKind::ShapeMismatch)
         .count();
     match &base {
         Some((d, _)) if shape_problems == 0 => {

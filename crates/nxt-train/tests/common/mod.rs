@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
-use nxt_llm::engine::Arch;
+use nxt_engine::tiny::{write_tiny_model, TinyModelSpec};
+use nxt_engine::Arch;
 
 /// A fresh temporary directory for one test.
 pub fn tmp(name: &str) -> PathBuf {

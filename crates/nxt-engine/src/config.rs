@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::LlmError;
+use crate::EngineError;
 
 /// Model architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -83,11 +83,11 @@ pub struct ModelConfig {
     pub eos_token_ids: Vec<u32>,
 }
 
-fn err(path: &str, msg: impl std::fmt::Display) -> LlmError {
-    LlmError::Model(format!("{path}: {msg}"))
+fn err(path: &str, msg: impl std::fmt::Display) -> EngineError {
+    EngineError::Model(format!("{path}: {msg}"))
 }
 
-fn get_usize(v: &Value, key: &str, path: &str) -> Result<Option<usize>, LlmError> {
+fn get_usize(v: &Value, key: &str, path: &str) -> Result<Option<usize>, EngineError> {
     match v.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(x) => x.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
@@ -99,11 +99,11 @@ fn get_usize(v: &Value, key: &str, path: &str) -> Result<Option<usize>, LlmError
     }
 }
 
-fn req_usize(v: &Value, key: &str, path: &str) -> Result<usize, LlmError> {
+fn req_usize(v: &Value, key: &str, path: &str) -> Result<usize, EngineError> {
     get_usize(v, key, path)?.ok_or_else(|| err(path, format!("missing required field `{key}`")))
 }
 
-fn get_f64(v: &Value, key: &str, path: &str) -> Result<Option<f64>, LlmError> {
+fn get_f64(v: &Value, key: &str, path: &str) -> Result<Option<f64>, EngineError> {
     match v.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(x) => x
@@ -113,7 +113,7 @@ fn get_f64(v: &Value, key: &str, path: &str) -> Result<Option<f64>, LlmError> {
     }
 }
 
-fn get_bool(v: &Value, key: &str, path: &str) -> Result<Option<bool>, LlmError> {
+fn get_bool(v: &Value, key: &str, path: &str) -> Result<Option<bool>, EngineError> {
     match v.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(x) => x
@@ -123,8 +123,25 @@ fn get_bool(v: &Value, key: &str, path: &str) -> Result<Option<bool>, LlmError> 
     }
 }
 
+/// The end-of-sequence ids of `dir/generation_config.json` (none when the file is absent).
+pub fn generation_eos_ids(dir: &std::path::Path) -> Result<Vec<u32>, EngineError> {
+    let p = dir.join("generation_config.json");
+    if !p.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| EngineError::Model(format!("{}: cannot read: {e}", p.display())))?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| EngineError::Model(format!("{}: invalid JSON: {e}", p.display())))?;
+    token_ids(
+        v.get("eos_token_id"),
+        "eos_token_id",
+        &p.display().to_string(),
+    )
+}
+
 /// Token ids given as one integer or a list (`eos_token_id` in config/generation_config).
-pub(crate) fn token_ids(v: Option<&Value>, key: &str, path: &str) -> Result<Vec<u32>, LlmError> {
+fn token_ids(v: Option<&Value>, key: &str, path: &str) -> Result<Vec<u32>, EngineError> {
     match v {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Number(n)) => n
@@ -146,7 +163,7 @@ pub(crate) fn token_ids(v: Option<&Value>, key: &str, path: &str) -> Result<Vec<
     }
 }
 
-fn parse_rope_scaling(s: &Value, path: &str) -> Result<RopeScaling, LlmError> {
+fn parse_rope_scaling(s: &Value, path: &str) -> Result<RopeScaling, EngineError> {
     if s.is_null() {
         return Ok(RopeScaling::None);
     }
@@ -178,7 +195,7 @@ fn parse_rope_scaling(s: &Value, path: &str) -> Result<RopeScaling, LlmError> {
 
 impl ModelConfig {
     /// Reads and parses `config.json`.
-    pub fn from_file(path: &Path) -> Result<Self, LlmError> {
+    pub fn from_file(path: &Path) -> Result<Self, EngineError> {
         let p = path.display().to_string();
         let text =
             std::fs::read_to_string(path).map_err(|e| err(&p, format!("cannot read: {e}")))?;
@@ -186,7 +203,7 @@ impl ModelConfig {
     }
 
     /// Parses the text of a `config.json`; `path` is used in error messages.
-    pub fn from_json_str(text: &str, path: &str) -> Result<Self, LlmError> {
+    pub fn from_json_str(text: &str, path: &str) -> Result<Self, EngineError> {
         let v: Value =
             serde_json::from_str(text).map_err(|e| err(path, format!("invalid JSON: {e}")))?;
         // Multimodal configs nest the language model under `text_config`.

@@ -4,7 +4,17 @@
 use tokenizers::decoders::DecoderWrapper;
 use tokenizers::Tokenizer;
 
-use crate::TokenPiece;
+use serde::{Deserialize, Serialize};
+
+/// One sampled token as text: the decoded piece and its UTF-8 bytes (a token inside a
+/// multi-byte character has the bytes of its part; its text is their lossy decoding).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenPiece {
+    /// The decoded text of the token.
+    pub text: String,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
 
 /// GPT-2's byte-to-character table of byte-level BPE, inverted: the byte a vocabulary
 /// character stands for.

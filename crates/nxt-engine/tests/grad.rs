@@ -2,8 +2,8 @@
 //! they agree with finite differences.
 
 use candle_core::{DType, Device, Tensor, Var};
-use nxt_llm::engine::testing::{write_tiny_model, TinyModelSpec};
-use nxt_llm::engine::{Arch, ModelConfig, Transformer};
+use nxt_engine::tiny::{write_tiny_model, TinyModelSpec};
+use nxt_engine::{Arch, ModelConfig, Transformer};
 
 fn loss(model: &Transformer, input: &Tensor, targets: &Tensor) -> Tensor {
     // Cross-entropy of next-token prediction, built from differentiable ops.

@@ -15,10 +15,10 @@
 //!
 //! ```no_run
 //! use candle_core::Device;
-//! use nxt_llm::engine::adapter::LoraAdapter;
+//! use nxt_engine::adapter::LoraAdapter;
 //! let adapter = LoraAdapter::load(std::path::Path::new("runs/adapter"), &Device::Cpu)?;
 //! println!("r = {}, scaling = {}", adapter.config.r, adapter.config.scaling());
-//! # Ok::<(), nxt_llm::LlmError>(())
+//! # Ok::<(), nxt_engine::EngineError>(())
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -30,9 +30,9 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::config::ModelConfig;
-use super::model::{Linear, Transformer};
-use crate::LlmError;
+use crate::config::ModelConfig;
+use crate::model::{Linear, Transformer};
+use crate::EngineError;
 
 /// The seven projections of a Qwen2/Llama decoder layer that LoRA can target (and the only ones
 /// vLLM supports for these architectures).
@@ -288,27 +288,27 @@ impl LoraConfig {
     }
 
     /// Parses `adapter_config.json` text; `origin` names the file in errors.
-    pub fn from_json(text: &str, origin: &str) -> Result<Self, LlmError> {
+    pub fn from_json(text: &str, origin: &str) -> Result<Self, EngineError> {
         let v: Value = serde_json::from_str(text)
-            .map_err(|e| LlmError::Model(format!("{origin}: invalid JSON: {e}")))?;
+            .map_err(|e| EngineError::Model(format!("{origin}: invalid JSON: {e}")))?;
         if !v.is_object() {
-            return Err(LlmError::Model(format!(
+            return Err(EngineError::Model(format!(
                 "{origin}: expected a JSON object, got {}",
                 json_kind(&v)
             )));
         }
         let cfg: LoraConfig =
-            serde_json::from_value(v).map_err(|e| LlmError::Model(format!("{origin}: {e}")))?;
+            serde_json::from_value(v).map_err(|e| EngineError::Model(format!("{origin}: {e}")))?;
         if let Some(re) = &cfg.target_modules_regex {
             full_regex(re).map_err(|e| {
-                LlmError::Model(format!(
+                EngineError::Model(format!(
                     "{origin}: `target_modules` regex {re:?} does not compile: {e}"
                 ))
             })?;
         }
         for k in cfg.rank_pattern.keys().chain(cfg.alpha_pattern.keys()) {
             pattern_regex(k).map_err(|e| {
-                LlmError::Model(format!(
+                EngineError::Model(format!(
                     "{origin}: rank/alpha pattern {k:?} does not compile: {e}"
                 ))
             })?;
@@ -317,16 +317,16 @@ impl LoraConfig {
     }
 
     /// Reads `adapter_config.json`.
-    pub fn from_file(path: &Path) -> Result<Self, LlmError> {
+    pub fn from_file(path: &Path) -> Result<Self, EngineError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| LlmError::Model(format!("{}: cannot read: {e}", path.display())))?;
+            .map_err(|e| EngineError::Model(format!("{}: cannot read: {e}", path.display())))?;
         Self::from_json(&text, &path.display().to_string())
     }
 
     /// The config as pretty JSON (what [`LoraAdapter::save`] writes).
-    pub fn to_json(&self) -> Result<String, LlmError> {
+    pub fn to_json(&self) -> Result<String, EngineError> {
         serde_json::to_string_pretty(self)
-            .map_err(|e| LlmError::Model(format!("adapter config: cannot serialise: {e}")))
+            .map_err(|e| EngineError::Model(format!("adapter config: cannot serialise: {e}")))
     }
 
     /// `lora_alpha / r`, or `lora_alpha / sqrt(r)` with rsLoRA.
@@ -554,23 +554,23 @@ impl LoraAdapter {
     /// `device` as F32. Errors name the file and, for tensors, the key: missing files, bad JSON,
     /// a non-LoRA `peft_type`, keys that are not LoRA matrices of decoder layers, an A without
     /// its B, matrices that are not 2-D or whose ranks disagree.
-    pub fn load(dir: &Path, device: &Device) -> Result<Self, LlmError> {
+    pub fn load(dir: &Path, device: &Device) -> Result<Self, EngineError> {
         if !dir.is_dir() {
-            return Err(LlmError::Model(format!(
+            return Err(EngineError::Model(format!(
                 "adapter {}: not a directory",
                 dir.display()
             )));
         }
         let cfg_path = dir.join(CONFIG_FILE);
         if !cfg_path.exists() {
-            return Err(LlmError::Model(format!(
+            return Err(EngineError::Model(format!(
                 "adapter {}: no {CONFIG_FILE} (a PEFT adapter directory holds {CONFIG_FILE} and {WEIGHTS_FILE})",
                 dir.display()
             )));
         }
         let mut config = LoraConfig::from_file(&cfg_path)?;
         if !config.peft_type.eq_ignore_ascii_case("LORA") {
-            return Err(LlmError::Model(format!(
+            return Err(EngineError::Model(format!(
                 "{}: peft_type is {:?}; only LORA adapters are supported",
                 cfg_path.display(),
                 config.peft_type
@@ -584,19 +584,19 @@ impl LoraAdapter {
             } else {
                 ""
             };
-            return Err(LlmError::Model(format!(
+            return Err(EngineError::Model(format!(
                 "adapter {}: no {WEIGHTS_FILE}{hint}",
                 dir.display()
             )));
         }
         let raw = candle_core::safetensors::load(&w_path, &Device::Cpu)
-            .map_err(|e| LlmError::Model(format!("{}: {e}", w_path.display())))?;
+            .map_err(|e| EngineError::Model(format!("{}: {e}", w_path.display())))?;
         let mut names: Vec<&String> = raw.keys().collect();
         names.sort();
         let mut tensors = BTreeMap::new();
         for name in names {
             let key = parse_lora_key(name).ok_or_else(|| {
-                LlmError::Model(format!(
+                EngineError::Model(format!(
                     "{}: tensor {name:?} is {}",
                     w_path.display(),
                     key_problem(name)
@@ -604,7 +604,7 @@ impl LoraAdapter {
             })?;
             let t = &raw[name];
             if t.rank() != 2 {
-                return Err(LlmError::Model(format!(
+                return Err(EngineError::Model(format!(
                     "{}: tensor {name:?} has shape {:?}; LoRA matrices are 2-D",
                     w_path.display(),
                     t.dims()
@@ -613,14 +613,14 @@ impl LoraAdapter {
             let canonical = key.canonical();
             let t = t.to_dtype(DType::F32)?.to_device(device)?;
             if tensors.insert(canonical.clone(), t).is_some() {
-                return Err(LlmError::Model(format!(
+                return Err(EngineError::Model(format!(
                     "{}: tensor {name:?} appears twice (as {canonical})",
                     w_path.display()
                 )));
             }
         }
         if tensors.is_empty() {
-            return Err(LlmError::Model(format!(
+            return Err(EngineError::Model(format!(
                 "{}: holds no LoRA tensors",
                 w_path.display()
             )));
@@ -631,7 +631,7 @@ impl LoraAdapter {
         };
         let modules = adapter
             .modules()
-            .map_err(|e| LlmError::Model(format!("{}: {e}", w_path.display())))?;
+            .map_err(|e| EngineError::Model(format!("{}: {e}", w_path.display())))?;
         // The file's modules are the truth (as in vLLM); a regex or a missing list is resolved
         // to the projections it holds.
         if config.target_modules_regex.is_some() || config.target_modules.is_empty() {
@@ -697,9 +697,9 @@ impl LoraAdapter {
     /// Writes `adapter_model.safetensors` (F32, metadata `{"format": "pt"}`) and then
     /// `adapter_config.json` into `dir` (created if needed), each through a temporary file
     /// renamed into place, so a reader never sees a half-written file.
-    pub fn save(&self, dir: &Path) -> Result<(), LlmError> {
+    pub fn save(&self, dir: &Path) -> Result<(), EngineError> {
         std::fs::create_dir_all(dir)
-            .map_err(|e| LlmError::Model(format!("{}: cannot create: {e}", dir.display())))?;
+            .map_err(|e| EngineError::Model(format!("{}: cannot create: {e}", dir.display())))?;
         let mut entries = Vec::with_capacity(self.tensors.len());
         for (k, t) in &self.tensors {
             let t = t.to_dtype(DType::F32)?;
@@ -718,7 +718,7 @@ impl LoraAdapter {
 pub fn safetensors_f32_bytes(
     tensors: &[(String, Vec<usize>, Vec<f32>)],
     metadata: &[(&str, &str)],
-) -> Result<Vec<u8>, LlmError> {
+) -> Result<Vec<u8>, EngineError> {
     let mut header = serde_json::Map::new();
     if !metadata.is_empty() {
         let m: serde_json::Map<String, Value> = metadata
@@ -731,7 +731,7 @@ pub fn safetensors_f32_bytes(
     for (name, dims, data) in tensors {
         let n: usize = dims.iter().product();
         if n != data.len() {
-            return Err(LlmError::Model(format!(
+            return Err(EngineError::Model(format!(
                 "tensor {name}: shape {dims:?} holds {n} values, got {}",
                 data.len()
             )));
@@ -744,7 +744,7 @@ pub fn safetensors_f32_bytes(
         offset = end;
     }
     let mut h = serde_json::to_vec(&Value::Object(header))
-        .map_err(|e| LlmError::Model(format!("safetensors header: {e}")))?;
+        .map_err(|e| EngineError::Model(format!("safetensors header: {e}")))?;
     while h.len() % 8 != 0 {
         h.push(b' ');
     }
@@ -760,7 +760,7 @@ pub fn safetensors_f32_bytes(
 }
 
 /// Writes `path` through a temporary file in the same directory, synced, then renamed.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LlmError> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let name = path
         .file_name()
@@ -775,7 +775,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LlmError> {
     })();
     res.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        LlmError::Model(format!("{}: cannot write: {e}", path.display()))
+        EngineError::Model(format!("{}: cannot write: {e}", path.display()))
     })
 }
 
@@ -818,22 +818,22 @@ pub struct MergedWeight {
 pub fn merged_weights(
     model: &Transformer,
     adapter: &LoraAdapter,
-) -> Result<Vec<MergedWeight>, LlmError> {
+) -> Result<Vec<MergedWeight>, EngineError> {
     let modules = adapter
         .modules()
-        .map_err(|e| LlmError::Model(format!("adapter: {e}")))?;
+        .map_err(|e| EngineError::Model(format!("adapter: {e}")))?;
     let n_layers = model.layers.len();
     // Validate everything first so that a failure leaves nothing half done.
     for m in &modules {
         if m.layer >= n_layers {
-            return Err(LlmError::Model(format!(
+            return Err(EngineError::Model(format!(
                 "adapter tensor {} targets layer {} but the model has {n_layers} layers \
                  (an adapter for a different base model?)",
                 m.a_key, m.layer
             )));
         }
         let Some(lin) = projection(model, m.layer, &m.group, &m.module) else {
-            return Err(LlmError::Model(format!(
+            return Err(EngineError::Model(format!(
                 "adapter tensor {} targets {}.{}, which the model does not have \
                  (its layers have self_attn.{{q,k,v,o}}_proj and mlp.{{gate,up,down}}_proj)",
                 m.a_key, m.group, m.module
@@ -843,7 +843,7 @@ pub fn merged_weights(
         let (out_f, in_f) = (w[0], w[1]);
         let r = m.a.dims()[0];
         if m.a.dims() != [r, in_f] {
-            return Err(LlmError::Model(format!(
+            return Err(EngineError::Model(format!(
                 "adapter tensor {} has shape {:?} but the model's layer {} {}.{} (weight [{out_f}, {in_f}]) needs [{r}, {in_f}] \
                  (an adapter for a different base model?)",
                 m.a_key,
@@ -854,7 +854,7 @@ pub fn merged_weights(
             )));
         }
         if m.b.dims() != [out_f, r] {
-            return Err(LlmError::Model(format!(
+            return Err(EngineError::Model(format!(
                 "adapter tensor {} has shape {:?} but the model's layer {} {}.{} (weight [{out_f}, {in_f}]) needs [{out_f}, {r}] \
                  (an adapter for a different base model?)",
                 m.b_key,
@@ -892,7 +892,7 @@ pub fn merged_weights(
 /// `merge_and_unload`). Works on a fresh or a prepared model (a prepared one is prepared
 /// again, so only the changed projections get new inference copies). On any error the model
 /// is left unchanged; a shape mismatch names the first mismatched tensor and both shapes.
-pub fn merge_into(model: &mut Transformer, adapter: &LoraAdapter) -> Result<(), LlmError> {
+pub fn merge_into(model: &mut Transformer, adapter: &LoraAdapter) -> Result<(), EngineError> {
     let merged = merged_weights(model, adapter)?;
     let prepared = model.fast_kernels;
     for m in merged {
@@ -910,19 +910,19 @@ pub fn merge_into(model: &mut Transformer, adapter: &LoraAdapter) -> Result<(), 
 /// the base weights untouched), with the config's dropout; for training on top of an
 /// existing adapter or for comparing against the merged weights. Same checks as
 /// [`merge_into`].
-pub fn attach_branches(model: &mut Transformer, adapter: &LoraAdapter) -> Result<(), LlmError> {
+pub fn attach_branches(model: &mut Transformer, adapter: &LoraAdapter) -> Result<(), EngineError> {
     // Validates shapes, layers and modules (the merged weights themselves are not kept).
     merged_weights(model, adapter)?;
     let modules = adapter
         .modules()
-        .map_err(|e| LlmError::Model(format!("adapter: {e}")))?;
+        .map_err(|e| EngineError::Model(format!("adapter: {e}")))?;
     for m in modules {
         let path = module_path(m.layer, &m.group, &m.module);
         let (_, scaling) = adapter.config.module_rank_scaling(&path);
         let dev = model.device().clone();
         let (a, b) = (m.a.to_device(&dev)?, m.b.to_device(&dev)?);
         if let Some(lin) = model.linear_mut(m.layer, &m.module) {
-            lin.lora = Some(super::model::LoraBranch::new(
+            lin.lora = Some(crate::model::LoraBranch::new(
                 a,
                 b,
                 scaling,
@@ -939,7 +939,7 @@ pub fn attach_branches(model: &mut Transformer, adapter: &LoraAdapter) -> Result
 impl LoraAdapter {
     /// The adapter held by `model`'s LoRA branches (what a trainer saves), under canonical
     /// keys, F32, with `config` (its `target_modules` set to the projections found when empty).
-    pub fn from_branches(model: &Transformer, mut config: LoraConfig) -> Result<Self, LlmError> {
+    pub fn from_branches(model: &Transformer, mut config: LoraConfig) -> Result<Self, EngineError> {
         let mut tensors = BTreeMap::new();
         let mut found: Vec<String> = Vec::new();
         for layer in 0..model.layers.len() {
@@ -961,7 +961,7 @@ impl LoraAdapter {
             }
         }
         if tensors.is_empty() {
-            return Err(LlmError::Model(
+            return Err(EngineError::Model(
                 "the model has no LoRA branches to save".into(),
             ));
         }
@@ -1378,11 +1378,11 @@ impl LoraAdapter {
         mut config: LoraConfig,
         seed: u64,
         std: f32,
-    ) -> Result<Self, LlmError> {
+    ) -> Result<Self, EngineError> {
         if config.target_modules.is_empty() {
             config.target_modules = TARGET_MODULES.iter().map(|m| m.to_string()).collect();
         }
-        let mut rng = super::sampling::Rng::new(seed);
+        let mut rng = crate::sampling::Rng::new(seed);
         let mut normal =
             |n: usize| -> Vec<f32> { (0..n).map(|_| (rng.next_normal() as f32) * std).collect() };
         let mut tensors = BTreeMap::new();
@@ -1403,7 +1403,7 @@ impl LoraAdapter {
             }
         }
         if tensors.is_empty() {
-            return Err(LlmError::Model(format!(
+            return Err(EngineError::Model(format!(
                 "target_modules {:?} match none of the model's projections",
                 config.target_modules
             )));
@@ -1445,9 +1445,13 @@ pub fn is_weight_file(name: &str) -> bool {
 /// generation config, shard index; see [`is_weight_file`]) into `out`, leaving out dotfiles
 /// and the names in `skip`; each is written through a temporary file renamed into place, in
 /// name order. Returns the paths written.
-pub fn copy_model_files(src: &Path, out: &Path, skip: &[&str]) -> Result<Vec<PathBuf>, LlmError> {
+pub fn copy_model_files(
+    src: &Path,
+    out: &Path,
+    skip: &[&str],
+) -> Result<Vec<PathBuf>, EngineError> {
     let entries = std::fs::read_dir(src)
-        .map_err(|e| LlmError::Model(format!("{}: cannot list: {e}", src.display())))?;
+        .map_err(|e| EngineError::Model(format!("{}: cannot list: {e}", src.display())))?;
     let mut names: Vec<(String, PathBuf)> = entries
         .flatten()
         .filter(|e| e.path().is_file())
@@ -1458,7 +1462,7 @@ pub fn copy_model_files(src: &Path, out: &Path, skip: &[&str]) -> Result<Vec<Pat
     let mut copied = Vec::new();
     for (name, path) in names {
         let bytes = std::fs::read(&path)
-            .map_err(|e| LlmError::Model(format!("{}: cannot read: {e}", path.display())))?;
+            .map_err(|e| EngineError::Model(format!("{}: cannot read: {e}", path.display())))?;
         let dest = out.join(&name);
         write_atomic(&dest, &bytes)?;
         copied.push(dest);
@@ -1479,13 +1483,13 @@ pub fn merge_model_dir(
     base_dir: &Path,
     adapter_dir: &Path,
     out: &Path,
-) -> Result<MergeSummary, LlmError> {
+) -> Result<MergeSummary, EngineError> {
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     };
     if same(out, base_dir) || same(out, adapter_dir) {
-        return Err(LlmError::Model(format!(
+        return Err(EngineError::Model(format!(
             "{}: the merged model must go to a directory of its own (not the base model's or the adapter's)",
             out.display()
         )));
@@ -1493,13 +1497,13 @@ pub fn merge_model_dir(
     let adapter = LoraAdapter::load(adapter_dir, &Device::Cpu)?;
     let modules = adapter
         .modules()
-        .map_err(|e| LlmError::Model(format!("adapter {}: {e}", adapter_dir.display())))?;
-    let files = super::model::safetensors_files(base_dir)?;
+        .map_err(|e| EngineError::Model(format!("adapter {}: {e}", adapter_dir.display())))?;
+    let files = crate::model::safetensors_files(base_dir)?;
     // Where each base weight lives, and its shape.
     let mut located: BTreeMap<String, (usize, Vec<usize>)> = BTreeMap::new();
     for (i, f) in files.iter().enumerate() {
-        let shapes =
-            safetensors_shapes(f).map_err(|e| LlmError::Model(format!("{}: {e}", f.display())))?;
+        let shapes = safetensors_shapes(f)
+            .map_err(|e| EngineError::Model(format!("{}: {e}", f.display())))?;
         for (k, s) in shapes {
             located.insert(k, (i, s));
         }
@@ -1509,7 +1513,7 @@ pub fn merge_model_dir(
     for m in &modules {
         let name = format!("model.layers.{}.{}.{}.weight", m.layer, m.group, m.module);
         let Some((file, shape)) = located.get(&name) else {
-            return Err(LlmError::Model(format!(
+            return Err(EngineError::Model(format!(
                 "adapter tensor {} targets {name}, which the base model {} does not have \
                  (an adapter for a different base model?)",
                 m.a_key,
@@ -1517,7 +1521,7 @@ pub fn merge_model_dir(
             )));
         };
         if shape.len() != 2 {
-            return Err(LlmError::Model(format!(
+            return Err(EngineError::Model(format!(
                 "{}: {name} has shape {shape:?}; a projection weight is 2-D",
                 files[*file].display()
             )));
@@ -1529,7 +1533,7 @@ pub fn merge_model_dir(
             (&m.b_key, m.b.dims(), [out_f, r]),
         ] {
             if got != want {
-                return Err(LlmError::Model(format!(
+                return Err(EngineError::Model(format!(
                     "adapter tensor {key} has shape {got:?} but the base model's {name} is \
                      [{out_f}, {in_f}], which needs {want:?} (an adapter for a different base model?)"
                 )));
@@ -1538,16 +1542,16 @@ pub fn merge_model_dir(
         plan.push((*file, name, m));
     }
     std::fs::create_dir_all(out)
-        .map_err(|e| LlmError::Model(format!("{}: cannot create: {e}", out.display())))?;
+        .map_err(|e| EngineError::Model(format!("{}: cannot create: {e}", out.display())))?;
     let mut weight_files = Vec::with_capacity(files.len());
     for (i, f) in files.iter().enumerate() {
-        let reader = super::weights::SafetensorsReader::open(std::slice::from_ref(f))?;
+        let reader = crate::weights::SafetensorsReader::open(std::slice::from_ref(f))?;
         let mut tensors = reader
             .names()
             .iter()
             .map(|name| Ok((name.clone(), reader.load(name, &Device::Cpu)?)))
             .collect::<candle_core::Result<HashMap<String, Tensor>>>()
-            .map_err(|e| LlmError::Model(format!("{}: {e}", f.display())))?;
+            .map_err(|e| EngineError::Model(format!("{}: {e}", f.display())))?;
         drop(reader);
         for (_, name, m) in plan.iter().filter(|(file, _, _)| *file == i) {
             let Some(w) = tensors.get(name) else {
@@ -1573,9 +1577,9 @@ pub fn merge_model_dir(
             std::process::id()
         ));
         candle_core::safetensors::save(&tensors, &tmp)
-            .map_err(|e| LlmError::Model(format!("{}: cannot write: {e}", tmp.display())))?;
+            .map_err(|e| EngineError::Model(format!("{}: cannot write: {e}", tmp.display())))?;
         std::fs::rename(&tmp, &dest)
-            .map_err(|e| LlmError::Model(format!("{}: cannot write: {e}", dest.display())))?;
+            .map_err(|e| EngineError::Model(format!("{}: cannot write: {e}", dest.display())))?;
         weight_files.push(dest);
     }
     let copied = copy_model_files(base_dir, out, &[])?;

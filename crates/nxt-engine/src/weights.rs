@@ -16,7 +16,7 @@ use candle_core::{DType, Device, Shape, Tensor, WithDType};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 
-use crate::LlmError;
+use crate::EngineError;
 
 /// Where one tensor lies in a safetensors file.
 #[derive(Debug, Clone)]
@@ -63,7 +63,7 @@ impl SafetensorsReader {
     /// Reads the headers of `files`: every tensor's dtype, shape and place, checked against
     /// the file's length. A malformed or truncated file, an unsupported dtype or a name in two
     /// shards is an error naming the file (and tensor).
-    pub fn open(files: &[PathBuf]) -> Result<Self, LlmError> {
+    pub fn open(files: &[PathBuf]) -> Result<Self, EngineError> {
         let mut me = SafetensorsReader {
             files: Vec::new(),
             entries: HashMap::new(),
@@ -75,8 +75,8 @@ impl SafetensorsReader {
         Ok(me)
     }
 
-    fn add_file(&mut self, path: &Path) -> Result<(), LlmError> {
-        let err = |m: String| LlmError::Model(format!("{}: {m}", path.display()));
+    fn add_file(&mut self, path: &Path) -> Result<(), EngineError> {
+        let err = |m: String| EngineError::Model(format!("{}: {m}", path.display()));
         let file = File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
         let file_len = file
             .metadata()

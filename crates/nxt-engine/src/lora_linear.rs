@@ -21,8 +21,8 @@ use candle_core::{
 };
 use nxt_kernels::gemm::{matmul_into, GemmFloat, MatRef};
 
-use super::model::DropoutRng;
-use super::ops::{owned_storage, storage_tensor};
+use crate::dropout::DropoutRng;
+use crate::ops::{owned_storage, storage_tensor};
 
 /// Dropout on the branch's input: the state of the [`DropoutRng`] stream the mask is drawn
 /// from, and the drop probability.
@@ -372,7 +372,7 @@ pub(crate) fn fused_lora_linear(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::ops::tests::{max_diff, values};
+    use crate::ops::tests::{max_diff, values};
     use candle_core::{DType, Device, Var};
 
     /// The composed reference: frozen base plus a LoRA branch of ordinary tensor ops.

@@ -1,6 +1,6 @@
-//! The embedded candle engine: loads a Hugging Face model directory (or hub id), renders chat
-//! templates, and samples `n` completions per prompt with one shared prefill and a batched
-//! decode (one forward of batch `n` per step).
+//! The embedded engine behind [`Generator`]: loads a Hugging Face model directory (or hub id)
+//! into `nxt-engine`'s model, renders chat templates, and samples `n` completions per prompt
+//! with one shared prefill and a batched decode (one forward of batch `n` per step).
 //!
 //! ```no_run
 //! use nxt_llm::engine::{Engine, EngineOptions};
@@ -14,32 +14,20 @@
 //! # Ok::<(), nxt_llm::LlmError>(())
 //! ```
 
-pub mod adapter;
-pub mod chat;
-pub mod config;
-pub mod hub;
-mod lora_linear;
-pub mod model;
-pub mod ops;
-pub mod pieces;
-pub mod sampling;
-pub mod testing;
-pub mod weights;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use tokenizers::Tokenizer;
 
-pub use chat::{ChatTemplate, TokenizerConfig};
-pub use config::{Arch, ModelConfig};
-pub use model::{KvCache, Llama, Qwen2, Transformer};
+use nxt_engine::sampling::{self, Rng, SamplerConfig};
+use nxt_engine::{
+    adapter, config, pieces, ChatTemplate, KvCache, ModelConfig, TokenizerConfig, Transformer,
+};
 
 use crate::{
     Completion, FinishReason, GenerationRequest, Generator, LlmError, Prompt, SamplingParams,
 };
-use sampling::{Rng, SamplerConfig};
 
 impl From<candle_core::Error> for LlmError {
     fn from(e: candle_core::Error) -> Self {
@@ -104,51 +92,15 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// Resolves a local directory or a hub id to a model directory.
-pub fn resolve_model(path_or_id: &str, revision: &str) -> Result<PathBuf, LlmError> {
-    let p = Path::new(path_or_id);
-    if p.is_dir() {
-        if !p.join("config.json").exists() {
-            return Err(LlmError::Model(format!(
-                "{}: not a model directory (no config.json)",
-                p.display()
-            )));
-        }
-        return Ok(p.to_path_buf());
-    }
-    if hub::looks_like_repo_id(path_or_id) {
-        return hub::resolve(path_or_id, revision);
-    }
-    Err(LlmError::Model(format!(
-        "`{path_or_id}` is neither a model directory nor a hub id like `Org/Name`"
-    )))
-}
-
 /// `base+adapter` as an engine's name.
 fn adapter_name(base: &str, adapter: &Path) -> String {
     format!("{base}+{}", adapter.display())
 }
 
-fn read_generation_eos(dir: &Path) -> Result<Vec<u32>, LlmError> {
-    let p = dir.join("generation_config.json");
-    if !p.exists() {
-        return Ok(Vec::new());
-    }
-    let text = std::fs::read_to_string(&p)
-        .map_err(|e| LlmError::Model(format!("{}: cannot read: {e}", p.display())))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| LlmError::Model(format!("{}: invalid JSON: {e}", p.display())))?;
-    config::token_ids(
-        v.get("eos_token_id"),
-        "eos_token_id",
-        &p.display().to_string(),
-    )
-}
-
 impl Engine {
     /// Loads a model from a local directory or a hub id (downloaded into the HF cache).
     pub fn load(path_or_id: &str, opts: EngineOptions) -> Result<Engine, LlmError> {
-        let dir = resolve_model(path_or_id, &opts.revision)?;
+        let dir = nxt_engine::resolve_model(path_or_id, &opts.revision)?;
         let device = match opts.device {
             EngineDevice::Cpu => Device::Cpu,
             EngineDevice::Cuda(i) => Device::new_cuda(i).map_err(|e| {
@@ -177,7 +129,7 @@ impl Engine {
             None => None,
         };
         let mut eos = cfg.eos_token_ids.clone();
-        eos.extend(read_generation_eos(&dir)?);
+        eos.extend(config::generation_eos_ids(&dir)?);
         if let Some(t) = tcfg
             .eos_token
             .as_deref()
@@ -276,7 +228,7 @@ impl Engine {
         match prompt {
             Prompt::Text(t) => Ok(t.clone()),
             Prompt::Chat(msgs) => match &self.template {
-                Some(t) => t.render(msgs, true),
+                Some(t) => Ok(t.render(msgs, true)?),
                 None => Err(LlmError::Request(format!(
                     "{}: the model has no chat template; send a text prompt",
                     self.dir.display()

@@ -1,5 +1,6 @@
-//! Tiny random models for tests (here and in other crates): a real byte-level BPE tokenizer,
-//! a chat template and seeded weights, written as an ordinary Hugging Face model directory.
+//! Tiny random models, the CPU demo's and the tests' (here and in other crates): a real byte-level
+//! BPE tokenizer, a chat template and seeded weights, written as an ordinary Hugging Face model
+//! directory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -7,9 +8,9 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use serde_json::json;
 
-use super::config::Arch;
-use super::sampling::Rng;
-use crate::LlmError;
+use crate::config::Arch;
+use crate::sampling::Rng;
+use crate::EngineError;
 
 /// Shape and storage options of a tiny model.
 #[derive(Debug, Clone)]
@@ -410,18 +411,18 @@ pub fn tokenizer_json_from_corpus(corpus: &str, num_merges: usize) -> serde_json
     bpe_tokenizer_json(vocab, merges, pre_tokenizer)
 }
 
-fn io(path: &Path, e: impl std::fmt::Display) -> LlmError {
-    LlmError::Model(format!("{}: {e}", path.display()))
+fn io(path: &Path, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Model(format!("{}: {e}", path.display()))
 }
 
-fn write_json(path: &Path, v: &serde_json::Value) -> Result<(), LlmError> {
+fn write_json(path: &Path, v: &serde_json::Value) -> Result<(), EngineError> {
     let text = serde_json::to_string_pretty(v).map_err(|e| io(path, e))?;
     std::fs::write(path, text).map_err(|e| io(path, e))
 }
 
 /// Writes a complete tiny model directory (config.json, generation_config.json,
 /// tokenizer.json, tokenizer_config.json, safetensors) with seeded random weights.
-pub fn write_tiny_model(dir: &Path, spec: &TinyModelSpec) -> Result<(), LlmError> {
+pub fn write_tiny_model(dir: &Path, spec: &TinyModelSpec) -> Result<(), EngineError> {
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let tok = match &spec.corpus {
         Some(corpus) => tokenizer_json_from_corpus(corpus, spec.num_merges),

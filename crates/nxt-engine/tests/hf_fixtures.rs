@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
-use nxt_llm::engine::{ModelConfig, Transformer};
+use nxt_engine::{ModelConfig, Transformer};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -2,7 +2,7 @@
 //!
 //! Unlike candle-transformers' models, every operation here records gradients when its inputs
 //! are variables: RMSNorm, RoPE, SwiGLU and softmax are differentiable ops, those with frozen
-//! operands one graph node each that keeps only its input ([`super::ops`]). That is the
+//! operands one graph node each that keeps only its input ([`crate::ops`]). That is the
 //! default ([`Transformer::fast_kernels`] false), so a trainer can build the model from a
 //! [`candle_nn::VarMap`] (see [`Transformer::load_trainable`]) and back-propagate into every
 //! weight. For inference, [`Transformer::prepare_for_inference`] switches to candle's fused
@@ -10,69 +10,16 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 
-use super::config::ModelConfig;
-use super::lora_linear::{fused_lora_linear, DropoutDraw};
-pub use super::ops::{const_add, const_mul, frozen_linear};
-use super::ops::{frozen_rms_norm, rope, swiglu};
-use super::weights::SafetensorsReader;
-
-/// Seeded random stream for LoRA dropout, shared by every branch of a model; its state can
-/// be read and restored so that a resumed training run draws the same masks.
-#[derive(Debug, Clone, Default)]
-pub struct DropoutRng {
-    state: Arc<Mutex<u64>>,
-}
-
-impl DropoutRng {
-    /// A stream starting at `state` (a seed, or a value from [`DropoutRng::state`]).
-    pub fn new(state: u64) -> Self {
-        Self {
-            state: Arc::new(Mutex::new(state)),
-        }
-    }
-
-    /// The current state.
-    pub fn state(&self) -> u64 {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Restores a state read with [`DropoutRng::state`].
-    pub fn set_state(&self, state: u64) {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
-    }
-
-    /// Advances the stream past `n` draws, as [`DropoutRng::mask`] of `n` would.
-    fn skip(&self, n: usize) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15u64.wrapping_mul(n as u64));
-    }
-
-    /// `n` keep-scales: `1/(1-p)` with probability `1-p`, else 0.
-    pub(crate) fn mask(&self, n: usize, p: f32) -> Vec<f32> {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let keep = 1.0 / (1.0 - p);
-        (0..n)
-            .map(|_| {
-                *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut z = *s;
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                z ^= z >> 31;
-                let u = (z >> 40) as f32 / (1u64 << 24) as f32;
-                if u < p {
-                    0.0
-                } else {
-                    keep
-                }
-            })
-            .collect()
-    }
-}
+use crate::config::ModelConfig;
+use crate::dropout::DropoutRng;
+use crate::lora_linear::{fused_lora_linear, DropoutDraw};
+pub use crate::ops::{const_add, const_mul, frozen_linear};
+use crate::ops::{frozen_rms_norm, rope, swiglu};
+use crate::weights::SafetensorsReader;
 
 /// A trainable low-rank branch of a [`Linear`] layer (PEFT LoRA):
 /// `y += scaling · (dropout(x)·Aᵀ)·Bᵀ`.
@@ -548,8 +495,8 @@ pub type Llama = Transformer;
 
 /// Safetensors files of a model directory: `model.safetensors`, or the shards listed in
 /// `model.safetensors.index.json`, or every `*.safetensors` file.
-pub fn safetensors_files(dir: &Path) -> std::result::Result<Vec<PathBuf>, crate::LlmError> {
-    let err = |m: String| crate::LlmError::Model(m);
+pub fn safetensors_files(dir: &Path) -> std::result::Result<Vec<PathBuf>, crate::EngineError> {
+    let err = |m: String| crate::EngineError::Model(m);
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
         let text = std::fs::read_to_string(&index)
@@ -685,10 +632,10 @@ impl Transformer {
         cfg: &ModelConfig,
         dtype: DType,
         device: &Device,
-    ) -> std::result::Result<Self, crate::LlmError> {
+    ) -> std::result::Result<Self, crate::EngineError> {
         let vb = SafetensorsReader::open(&safetensors_files(dir)?)?.into_var_builder(dtype, device);
         Self::new(cfg, vb).map_err(|e| {
-            crate::LlmError::Model(format!(
+            crate::EngineError::Model(format!(
                 "{}: weights do not match config.json: {e}",
                 dir.display()
             ))
@@ -703,15 +650,16 @@ impl Transformer {
         cfg: &ModelConfig,
         dtype: DType,
         device: &Device,
-    ) -> std::result::Result<(Self, VarMap), crate::LlmError> {
-        let me = |e: candle_core::Error| crate::LlmError::Model(format!("{}: {e}", dir.display()));
+    ) -> std::result::Result<(Self, VarMap), crate::EngineError> {
+        let me =
+            |e: candle_core::Error| crate::EngineError::Model(format!("{}: {e}", dir.display()));
         let varmap = VarMap::new();
         let weights = SafetensorsReader::open(&safetensors_files(dir)?)?;
         {
             let mut data = varmap
                 .data()
                 .lock()
-                .map_err(|_| crate::LlmError::Model("VarMap lock poisoned".into()))?;
+                .map_err(|_| crate::EngineError::Model("VarMap lock poisoned".into()))?;
             for name in weights.names() {
                 let t = weights
                     .load(name, device)
@@ -723,7 +671,7 @@ impl Transformer {
         }
         let vb = VarBuilder::from_varmap(&varmap, dtype, device);
         let model = Self::new(cfg, vb).map_err(|e| {
-            crate::LlmError::Model(format!(
+            crate::EngineError::Model(format!(
                 "{}: weights do not match config.json: {e}",
                 dir.display()
             ))

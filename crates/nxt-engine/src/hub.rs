@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use crate::LlmError;
+use crate::EngineError;
 
 /// Files the engine needs from a repository (plus every top-level `*.safetensors` shard).
 const WANTED: &[&str] = &[
@@ -328,25 +328,25 @@ fn offline_help(repo: &str, cache: &Path) -> String {
 
 /// Resolves `repo` to a local snapshot directory with the environment's settings
 /// ([`HubConfig::from_env`]), downloading it into the cache when needed.
-pub fn resolve(repo: &str, revision: &str) -> Result<PathBuf, LlmError> {
+pub fn resolve(repo: &str, revision: &str) -> Result<PathBuf, EngineError> {
     resolve_with(&HubConfig::from_env(), repo, revision)
 }
 
 /// [`resolve`] with explicit settings: a complete cached snapshot is used without the network;
 /// otherwise (unless offline) the snapshot is downloaded and verified.
-pub fn resolve_with(cfg: &HubConfig, repo: &str, revision: &str) -> Result<PathBuf, LlmError> {
+pub fn resolve_with(cfg: &HubConfig, repo: &str, revision: &str) -> Result<PathBuf, EngineError> {
     if let Some(s) = cached_snapshot(&cfg.cache, repo, revision) {
         return Ok(s);
     }
     if cfg.offline {
-        return Err(LlmError::Model(format!(
+        return Err(EngineError::Model(format!(
             "model `{repo}` (revision `{revision}`) is not complete in the Hugging Face cache \
              and HF_HUB_OFFLINE is set; {}",
             offline_help(repo, &cfg.cache)
         )));
     }
     download(cfg, repo, revision).map_err(|e| {
-        LlmError::Model(format!(
+        EngineError::Model(format!(
             "cannot download `{repo}` from {} ({e}); {}",
             cfg.endpoint,
             offline_help(repo, &cfg.cache)

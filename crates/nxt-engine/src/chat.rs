@@ -7,7 +7,18 @@ use std::path::Path;
 use minijinja::{Environment, ErrorKind, Value};
 use serde_json::Value as Json;
 
-use crate::{ChatMessage, LlmError};
+use serde::{Deserialize, Serialize};
+
+use crate::EngineError;
+
+/// One chat message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// Message text.
+    pub content: String,
+}
 
 /// A compiled chat template plus the special tokens it refers to.
 #[derive(Debug)]
@@ -42,14 +53,14 @@ pub struct TokenizerConfig {
 impl TokenizerConfig {
     /// Reads `tokenizer_config.json` (optional) and `chat_template.jinja` (optional, preferred
     /// when present, as transformers 5.x writes it) from `dir`.
-    pub fn from_dir(dir: &Path) -> Result<Self, LlmError> {
+    pub fn from_dir(dir: &Path) -> Result<Self, EngineError> {
         let mut out = Self::default();
         let p = dir.join("tokenizer_config.json");
         if p.exists() {
             let text = std::fs::read_to_string(&p)
-                .map_err(|e| LlmError::Model(format!("{}: cannot read: {e}", p.display())))?;
+                .map_err(|e| EngineError::Model(format!("{}: cannot read: {e}", p.display())))?;
             let v: Json = serde_json::from_str(&text)
-                .map_err(|e| LlmError::Model(format!("{}: invalid JSON: {e}", p.display())))?;
+                .map_err(|e| EngineError::Model(format!("{}: invalid JSON: {e}", p.display())))?;
             out.bos_token = token_text(v.get("bos_token"));
             out.eos_token = token_text(v.get("eos_token"));
             out.chat_template = match v.get("chat_template") {
@@ -67,10 +78,10 @@ impl TokenizerConfig {
         }
         let j = dir.join("chat_template.jinja");
         if j.exists() {
-            out.chat_template = Some(
-                std::fs::read_to_string(&j)
-                    .map_err(|e| LlmError::Model(format!("{}: cannot read: {e}", j.display())))?,
-            );
+            out.chat_template =
+                Some(std::fs::read_to_string(&j).map_err(|e| {
+                    EngineError::Model(format!("{}: cannot read: {e}", j.display()))
+                })?);
         }
         Ok(out)
     }
@@ -161,13 +172,13 @@ impl ChatTemplate {
         bos_token: String,
         eos_token: String,
         origin: &str,
-    ) -> Result<Self, LlmError> {
+    ) -> Result<Self, EngineError> {
         let mut env = Environment::new();
         let syntax = minijinja::syntax::SyntaxConfig::builder()
             .trim_blocks(true)
             .lstrip_blocks(true)
             .build()
-            .map_err(|e| LlmError::Model(format!("{origin}: template syntax: {e}")))?;
+            .map_err(|e| EngineError::Model(format!("{origin}: template syntax: {e}")))?;
         env.set_syntax(syntax);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function(
@@ -185,7 +196,7 @@ impl ChatTemplate {
         });
         env.add_template_owned("chat", source.to_string())
             .map_err(|e| {
-                LlmError::Model(format!("{origin}: chat template does not compile: {e}"))
+                EngineError::Model(format!("{origin}: chat template does not compile: {e}"))
             })?;
         Ok(Self {
             env,
@@ -199,11 +210,11 @@ impl ChatTemplate {
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
-    ) -> Result<String, LlmError> {
+    ) -> Result<String, EngineError> {
         let tmpl = self
             .env
             .get_template("chat")
-            .map_err(|e| LlmError::Model(format!("chat template: {e}")))?;
+            .map_err(|e| EngineError::Model(format!("chat template: {e}")))?;
         let msgs: Vec<Value> = messages
             .iter()
             .map(|m| {
@@ -223,7 +234,7 @@ impl ChatTemplate {
                 msg.push_str(&format!(": {s}"));
                 src = s.source();
             }
-            LlmError::Request(msg)
+            EngineError::Request(msg)
         })
     }
 }
