@@ -40,13 +40,14 @@ use axum::Router;
 use tokio::sync::Semaphore;
 
 use crate::openai::wire::{
-    ChoiceField, ChoiceLogprobs, ContentField, ErrorBody, ErrorDetail, IncomingRequest, ModelEntry,
-    ModelList, OutMessage, PromptField, ResponseBody, TokenLogprob, UsageField,
+    ChoiceField, ChoiceLogprobs, ErrorBody, ErrorDetail, ModelEntry, ModelList, OutMessage,
+    ResponseBody, TokenLogprob, UsageField,
 };
-use crate::{
-    ChatMessage, Completion, FinishReason, GenerationRequest, Generator, LlmError, Prompt,
-    SamplingParams, TokenPiece,
-};
+use crate::{Completion, FinishReason, GenerationRequest, Generator, LlmError, TokenPiece};
+
+mod request;
+
+use request::parse_request;
 
 /// Settings of the server.
 #[derive(Debug, Clone)]
@@ -150,6 +151,7 @@ struct Adapter {
     created: u64,
 }
 
+/// What the handlers share.
 struct AppState {
     generator: Arc<dyn Generator>,
     model: String,
@@ -633,212 +635,6 @@ async fn chat_completions(State(state): State<Arc<AppState>>, body: Bytes) -> Re
     handle(state, body, true)
         .await
         .unwrap_or_else(|e| e.into_response())
-}
-
-/// Validates a request body into a [`GenerationRequest`].
-/// The model a request asked for and the generator serving it.
-struct Target {
-    name: String,
-    generator: Arc<dyn Generator>,
-}
-
-fn parse_request(
-    body: &[u8],
-    chat: bool,
-    state: &AppState,
-) -> Result<(GenerationRequest, Target), ApiError> {
-    let req: IncomingRequest = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad(
-            format!("the request body is not valid JSON for this endpoint: {e}"),
-            None,
-        )
-    })?;
-    let target = match &req.model {
-        None => Target {
-            name: state.model.clone(),
-            generator: state.generator.clone(),
-        },
-        Some(m) if m == &state.model => Target {
-            name: m.clone(),
-            generator: state.generator.clone(),
-        },
-        Some(m) => {
-            let adapters = state.adapters.read().unwrap_or_else(|e| e.into_inner());
-            match adapters.get(m) {
-                Some(a) => Target {
-                    name: m.clone(),
-                    generator: a.generator.clone(),
-                },
-                None => {
-                    let mut names = vec![format!("`{}`", state.model)];
-                    names.extend(adapters.keys().map(|k| format!("`{k}`")));
-                    return Err(ApiError {
-                        status: StatusCode::NOT_FOUND,
-                        kind: "not_found_error",
-                        message: format!(
-                            "the model `{m}` does not exist; this server serves {}",
-                            names.join(", ")
-                        ),
-                        param: Some("model"),
-                        code: Some("model_not_found"),
-                    });
-                }
-            }
-        }
-    };
-    if req.stream == Some(true) {
-        return Err(ApiError::bad(
-            "streaming is not supported by nxt serve",
-            Some("stream"),
-        ));
-    }
-    if req.echo == Some(true) {
-        return Err(ApiError::bad(
-            "echo is not supported by nxt serve",
-            Some("echo"),
-        ));
-    }
-    let prompt = if chat {
-        if req.prompt.is_some() {
-            return Err(ApiError::bad(
-                "`prompt` belongs to /v1/completions; send `messages` here",
-                Some("prompt"),
-            ));
-        }
-        let msgs = req
-            .messages
-            .ok_or_else(|| ApiError::bad("`messages` is required", Some("messages")))?;
-        if msgs.is_empty() {
-            return Err(ApiError::bad(
-                "`messages` must not be empty",
-                Some("messages"),
-            ));
-        }
-        let mut out = Vec::with_capacity(msgs.len());
-        for (i, m) in msgs.into_iter().enumerate() {
-            if !matches!(
-                m.role.as_str(),
-                "system" | "user" | "assistant" | "developer"
-            ) {
-                return Err(ApiError::bad(
-                    format!(
-                        "messages[{i}]: role `{}` is not one of system, user, assistant",
-                        m.role
-                    ),
-                    Some("messages"),
-                ));
-            }
-            let content = match m.content {
-                // No tool calls here: a message is its content.
-                None => {
-                    return Err(ApiError::bad(
-                        format!("messages[{i}]: `content` is required"),
-                        Some("messages"),
-                    ))
-                }
-                Some(ContentField::Text(t)) => t,
-                Some(ContentField::Parts(parts)) => {
-                    let mut s = String::new();
-                    for p in parts {
-                        if p.kind != "text" {
-                            return Err(ApiError::bad(
-                                format!("messages[{i}]: content part type `{}` is not supported (text only)", p.kind),
-                                Some("messages"),
-                            ));
-                        }
-                        s.push_str(p.text.as_deref().unwrap_or(""));
-                    }
-                    s
-                }
-            };
-            let role = if m.role == "developer" {
-                "system".to_string()
-            } else {
-                m.role
-            };
-            out.push(ChatMessage { role, content });
-        }
-        Prompt::Chat(out)
-    } else {
-        if req.messages.is_some() {
-            return Err(ApiError::bad(
-                "`messages` belongs to /v1/chat/completions; send `prompt` here",
-                Some("messages"),
-            ));
-        }
-        match req.prompt {
-            None => return Err(ApiError::bad("`prompt` is required", Some("prompt"))),
-            Some(PromptField::One(s)) => Prompt::Text(s),
-            Some(PromptField::Many(mut v)) => match (v.len(), v.pop()) {
-                (1, Some(serde_json::Value::String(s))) => Prompt::Text(s),
-                _ => {
-                    return Err(ApiError::bad(
-                        "`prompt` must be one string (batches and token ids are not supported; send one request per prompt)",
-                        Some("prompt"),
-                    ))
-                }
-            },
-        }
-    };
-    let n = req.n.unwrap_or(1);
-    if n < 1 || n as u64 > state.config.max_n as u64 {
-        return Err(ApiError::bad(
-            format!("`n` must be between 1 and {}, got {n}", state.config.max_n),
-            Some("n"),
-        ));
-    }
-    let max_tokens = match req.max_tokens.or(req.max_completion_tokens) {
-        None => state.config.default_max_tokens,
-        Some(m) if m >= 1 => m as usize,
-        Some(m) => {
-            return Err(ApiError::bad(
-                format!("`max_tokens` must be at least 1, got {m}"),
-                Some("max_tokens"),
-            ))
-        }
-    };
-    let temperature = req.temperature.unwrap_or(1.0);
-    if !temperature.is_finite() || temperature < 0.0 {
-        return Err(ApiError::bad(
-            format!("`temperature` must be a number >= 0, got {temperature}"),
-            Some("temperature"),
-        ));
-    }
-    let top_p = req.top_p.unwrap_or(1.0);
-    if !(top_p > 0.0 && top_p <= 1.0) {
-        return Err(ApiError::bad(
-            format!("`top_p` must be in (0, 1], got {top_p}"),
-            Some("top_p"),
-        ));
-    }
-    let top_k = match req.top_k {
-        None | Some(-1) | Some(0) => None,
-        Some(k) if k > 0 => Some(k as usize),
-        Some(k) => {
-            return Err(ApiError::bad(
-                format!("`top_k` must be positive, or -1/0 to disable it; got {k}"),
-                Some("top_k"),
-            ))
-        }
-    };
-    let stop = req.stop.map(|s| s.into_vec()).unwrap_or_default();
-    let logprobs = req.logprobs.map(|l| l.requested()).unwrap_or(false);
-    Ok((
-        GenerationRequest {
-            prompt,
-            n: n as usize,
-            params: SamplingParams {
-                temperature,
-                top_p,
-                top_k,
-                max_tokens,
-                stop,
-                seed: req.seed,
-                logprobs,
-            },
-        },
-        target,
-    ))
 }
 
 async fn handle(state: Arc<AppState>, body: Bytes, chat: bool) -> Result<Response, ApiError> {
