@@ -22,7 +22,7 @@
 //! [`OpenAiClient::generate_async`].
 //!
 //! reqwest 0.12 is the one HTTP client of the workspace: the hub downloads
-//! (`engine::hub`, async, on a runtime of their own), `nxt-data`'s dataset fetch and
+//! (`nxt_engine::hub`, async, on a runtime of their own), `nxt-data`'s dataset fetch and
 //! `nxt-selftrain`'s adapter loading (its blocking API) use it too. Measured with `cargo tree
 //! -e normal -p nxt-cli`: ureq 3 beside it added 3 crates (ureq, ureq-proto, utf8-zero; it
 //! shared rustls and webpki-roots), reqwest's blocking API adds 2 (futures-io, futures-sink),
