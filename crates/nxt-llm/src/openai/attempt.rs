@@ -3,9 +3,9 @@
 
 use std::sync::atomic::Ordering;
 
-use super::client::Inner;
 use super::endpoints::{Endpoint, InFlight};
 use super::retry::{describe, failed_answer, model_lookup_failed, retry_after, AttemptError};
+use super::state::Inner;
 use super::wire::{self, LogprobsField, OutgoingRequest, ResponseBody};
 use crate::{Completion, FinishReason, GenerationRequest, LlmError, Prompt};
 

@@ -1,66 +1,17 @@
-//! The client: its settings and counters, its shared state and runtime, the [`Generator`] impl,
-//! and `n` samples as one request or fanned out as single ones.
+//! The client: its counters and runtime, the [`Generator`] impl, and `n` samples as one
+//! request or fanned out as single ones.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Semaphore;
 
+use super::config::ClientConfig;
 use super::endpoints::Endpoint;
 use super::retry::CallError;
+use super::state::{Counters, Inner};
 use crate::{Completion, GenerationRequest, Generator, LlmError, Prompt, TokenUsage};
-
-/// Settings of an [`OpenAiClient`].
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    /// Base URLs such as `http://localhost:8000/v1` (a URL without a path gets `/v1`).
-    pub endpoints: Vec<String>,
-    /// Model name to send; `None` asks each endpoint's `GET /v1/models` and uses the first.
-    pub model: Option<String>,
-    /// Bearer token; [`ClientConfig::new`] reads `NXT_API_KEY`, then `OPENAI_API_KEY`.
-    pub api_key: Option<String>,
-    /// Most HTTP requests in flight at once, over all endpoints.
-    pub concurrency: usize,
-    /// Retries of one HTTP request after a retryable failure (so `max_retries + 1` attempts).
-    pub max_retries: u32,
-    /// First backoff delay; doubles per retry.
-    pub backoff_base: Duration,
-    /// Cap of one backoff delay (and of an honoured `Retry-After`).
-    pub backoff_max: Duration,
-    /// Whole-request timeout (generation can be slow: keep it generous).
-    pub request_timeout: Duration,
-    /// TCP (and TLS) connect timeout.
-    pub connect_timeout: Duration,
-    /// Worker threads of the client's tokio runtime (1 sustains thousands of requests/s).
-    pub runtime_threads: usize,
-}
-
-impl ClientConfig {
-    /// Defaults for `endpoints`, with the API key taken from the environment.
-    pub fn new<S: Into<String>>(endpoints: impl IntoIterator<Item = S>) -> Self {
-        Self {
-            endpoints: endpoints.into_iter().map(Into::into).collect(),
-            model: None,
-            api_key: api_key_from_env(),
-            concurrency: 32,
-            max_retries: 8,
-            backoff_base: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(1800),
-            connect_timeout: Duration::from_secs(10),
-            runtime_threads: 1,
-        }
-    }
-}
-
-/// The API key from `NXT_API_KEY`, else `OPENAI_API_KEY` (empty values ignored).
-pub fn api_key_from_env() -> Option<String> {
-    ["NXT_API_KEY", "OPENAI_API_KEY"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .find(|v| !v.trim().is_empty())
-}
 
 /// Counters of a client since it was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -77,35 +28,6 @@ pub struct ClientStats {
     pub failures: u64,
     /// Requests that were split into single-sample requests because a server refused `n > 1`.
     pub n_fallbacks: u64,
-}
-
-/// The live counters behind [`ClientStats`].
-#[derive(Default)]
-pub(super) struct Counters {
-    pub(super) requests: AtomicU64,
-    pub(super) prompt_tokens: AtomicU64,
-    pub(super) completion_tokens: AtomicU64,
-    pub(super) retries: AtomicU64,
-    pub(super) failures: AtomicU64,
-    pub(super) n_fallbacks: AtomicU64,
-}
-
-/// The client's shared state, owned by its tasks through an `Arc`.
-pub(super) struct Inner {
-    /// The HTTP client (headers, timeouts and the connection pool set up once).
-    pub(super) http: reqwest::Client,
-    /// Never empty (checked in [`OpenAiClient::new`]).
-    pub(super) endpoints: Vec<Endpoint>,
-    pub(super) config: ClientConfig,
-    /// HTTP requests in flight over all endpoints: [`ClientConfig::concurrency`] permits.
-    pub(super) permits: Semaphore,
-    pub(super) counters: Counters,
-    /// Start of the next endpoint scan (ties rotate).
-    pub(super) rotation: AtomicUsize,
-    /// splitmix64 state of the backoff jitter.
-    pub(super) rng: AtomicU64,
-    /// When the client was created (endpoint avoidance is in milliseconds since).
-    pub(super) started: Instant,
 }
 
 /// A client for one or several OpenAI-compatible endpoints. Cheap to share (`Arc` it); all

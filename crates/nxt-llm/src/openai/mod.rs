@@ -31,12 +31,17 @@
 
 pub mod wire;
 
-// One job each: `client` (settings, shared state, the `Generator` impl, `n` fan-out),
-// `endpoints` (URLs, load sharing, avoidance, model names), `retry` (backoff, which failures
-// are retried, the retry loop), `attempt` (one HTTP request and its answer).
+// One job each: `config` (settings), `endpoints` (one server's URLs and record), `state` (the
+// shared state and the least-loaded endpoint choice), `models` (model names, preflight),
+// `retry` (backoff, which failures are retried, the retry loop), `attempt` (one HTTP request
+// and its answer), `client` (the `Generator` impl, `n` fan-out).
 mod attempt;
 mod client;
+mod config;
 mod endpoints;
+mod models;
 mod retry;
+mod state;
 
-pub use client::{api_key_from_env, ClientConfig, ClientStats, OpenAiClient};
+pub use client::{ClientStats, OpenAiClient};
+pub use config::{api_key_from_env, ClientConfig};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use super::client::Inner;
+use super::state::Inner;
 use crate::{Completion, GenerationRequest, LlmError, Prompt};
 
 /// How one HTTP attempt failed.
