@@ -2,7 +2,6 @@
 //! line (a kill while writing) is dropped and redone. Uses a canned-text generator (test
 //! double) and the real MBPP file.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nxt_core::candidates::{sample_candidates, CandidateLine, CandidateOptions};
@@ -38,17 +37,12 @@ impl Generator for Fixed {
 
 #[test]
 fn candidates_are_written_and_resumed() {
-    let data = std::env::var_os("NXT_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    let path = data.join("mbpp/mbpp.jsonl");
-    if !path.is_file() {
-        nxt_sandbox::test_support::skip(
-            nxt_sandbox::test_support::DATA,
-            &format!("NXT_DATA_DIR {} not found", data.display()),
-        );
+    let Some(data) =
+        nxt_sandbox::test_support::data_dir(env!("CARGO_MANIFEST_DIR"), &["mbpp/mbpp.jsonl"])
+    else {
         return;
-    }
+    };
+    let path = data.join("mbpp/mbpp.jsonl");
     let all = nxt_data::loaders::load_mbpp(&path).unwrap();
     let train: Vec<_> = all
         .iter()

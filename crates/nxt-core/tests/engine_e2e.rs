@@ -5,27 +5,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use nxt_core::eval::{run_eval, EvalConfig, EvalContext};
 use nxt_core::store::{PromptKind, RunStore};
 use nxt_engine::tiny::{write_tiny_model, TinyModelSpec};
 use nxt_llm::engine::{Engine, EngineOptions};
-
-fn data_dir() -> Option<PathBuf> {
-    let d = std::env::var_os("NXT_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if d.join("humanevalfix").is_dir() {
-        Some(d)
-    } else {
-        nxt_sandbox::test_support::skip(
-            nxt_sandbox::test_support::DATA,
-            &format!("NXT_DATA_DIR {} not found", d.display()),
-        );
-        None
-    }
-}
 
 /// A tiny random model. Its tokenizer needs ~3x more tokens than Qwen's for the same text:
 /// widen the context (RoPE has no fixed limit) so that prompts fit.
@@ -40,7 +23,9 @@ fn tiny_model(dir: &std::path::Path) {
 
 #[test]
 fn tiny_model_on_a_hefix_plus_slice() {
-    let Some(data) = data_dir() else { return };
+    let Some(data) = common::data_dir() else {
+        return;
+    };
     let Some(pool) = common::pool() else { return };
     let dir = std::env::temp_dir().join(format!("nxt-core-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -113,7 +98,9 @@ fn tiny_model_served_over_http_on_a_hefix_plus_slice() {
     use nxt_llm::openai::{ClientConfig, OpenAiClient};
     use nxt_llm::server::{ServerConfig, ServerHandle};
 
-    let Some(data) = data_dir() else { return };
+    let Some(data) = common::data_dir() else {
+        return;
+    };
     let Some(pool) = common::pool() else { return };
     let dir = std::env::temp_dir().join(format!("nxt-core-e2e-http-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

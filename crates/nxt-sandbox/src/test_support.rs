@@ -16,6 +16,27 @@ pub const SANDBOX: &str = "sandbox";
 /// CPython versions besides the default one (the tracer's multi-version goldens).
 pub const PYTHON_VERSIONS: &str = "python-versions";
 
+/// The benchmark data of the workspace's tests: `NXT_DATA_DIR`, else `shared/data` beside the
+/// checkout (`manifest_dir` is the calling crate's `CARGO_MANIFEST_DIR`, two levels below the
+/// workspace root), when every path of `needs` exists in it; otherwise a [`skip`] of [`DATA`]
+/// (a failure where it is required) and `None`.
+pub fn data_dir(manifest_dir: &str, needs: &[&str]) -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("NXT_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(manifest_dir).join("../../../shared/data"));
+    match needs.iter().find(|n| !dir.join(n).exists()) {
+        None if dir.is_dir() => Some(dir),
+        missing => {
+            let what = missing.map(|m| format!(" (no {m})")).unwrap_or_default();
+            skip(
+                DATA,
+                &format!("NXT_DATA_DIR {} not found{what}", dir.display()),
+            );
+            None
+        }
+    }
+}
+
 /// Whether `resource` is required by [`REQUIRE_ENV`].
 pub fn required(resource: &str) -> bool {
     std::env::var(REQUIRE_ENV).is_ok_and(|v| {
@@ -43,7 +64,7 @@ mod tests {
 
     #[test]
     fn the_switch_names_resources() {
-        // Only this test touches the variable in this binary's unit tests.
+        // Only this test touches the variables in this binary's unit tests.
         std::env::set_var(REQUIRE_ENV, "data, sandbox");
         assert!(required(DATA) && required(SANDBOX) && !required(PYTHON_VERSIONS));
         assert!(std::panic::catch_unwind(|| skip(DATA, "no data")).is_err());
@@ -53,5 +74,20 @@ mod tests {
         std::env::remove_var(REQUIRE_ENV);
         assert!(!required(DATA));
         skip(DATA, "no data");
+        // The data directory: present with what a test needs, or a skip naming what is missing.
+        let d = std::env::temp_dir().join(format!("nxt-test-support-{}", std::process::id()));
+        std::fs::create_dir_all(d.join("mbpp")).unwrap();
+        let before = std::env::var_os("NXT_DATA_DIR");
+        std::env::set_var("NXT_DATA_DIR", &d);
+        assert_eq!(data_dir("unused", &["mbpp"]), Some(d.clone()));
+        assert_eq!(data_dir("unused", &["mbpp", "humanevalfix"]), None);
+        std::env::set_var(REQUIRE_ENV, "data");
+        assert!(std::panic::catch_unwind(|| data_dir("unused", &["humanevalfix"])).is_err());
+        std::env::remove_var(REQUIRE_ENV);
+        match before {
+            Some(v) => std::env::set_var("NXT_DATA_DIR", v),
+            None => std::env::remove_var("NXT_DATA_DIR"),
+        }
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

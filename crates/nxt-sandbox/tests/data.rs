@@ -11,19 +11,9 @@ use nxt_sandbox::{
 };
 use serde_json::Value;
 
-fn data_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("NXT_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        nxt_sandbox::test_support::skip(
-            nxt_sandbox::test_support::DATA,
-            &format!("NXT_DATA_DIR {} not found", dir.display()),
-        );
-        None
-    }
+/// The benchmark data (see `nxt_sandbox::test_support::data_dir`).
+fn data_dir() -> Option<std::path::PathBuf> {
+    nxt_sandbox::test_support::data_dir(env!("CARGO_MANIFEST_DIR"), &[])
 }
 
 fn pool() -> &'static Pool {

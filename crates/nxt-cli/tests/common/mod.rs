@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use nxt_sandbox::test_support::{skip, DATA, SANDBOX};
+use nxt_sandbox::test_support::{skip, SANDBOX};
 
 /// Runs the built `nxt` with `args`, with `RUST_BACKTRACE=1` set (so a test also checks that
 /// user errors print no backtrace).
@@ -57,16 +57,7 @@ pub fn sandbox_ok() -> bool {
     }
 }
 
-/// The shared benchmark data (`NXT_DATA_DIR`, default `../shared/data` beside the checkout)
-/// when it holds HumanEvalFix and MBPP (a skip otherwise, a failure where it is required).
-pub fn data_dir() -> Option<PathBuf> {
-    let d = std::env::var_os("NXT_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if d.join("humanevalfix").is_dir() && d.join("mbpp").is_dir() {
-        Some(d)
-    } else {
-        skip(DATA, &format!("NXT_DATA_DIR {} not found", d.display()));
-        None
-    }
+/// The benchmark data (see `nxt_sandbox::test_support::data_dir`).
+pub fn data_dir() -> Option<std::path::PathBuf> {
+    nxt_sandbox::test_support::data_dir(env!("CARGO_MANIFEST_DIR"), &["humanevalfix", "mbpp"])
 }

@@ -13,23 +13,9 @@ use nxt_core::task::{adhoc_task, RepairTask};
 use nxt_llm::{Completion, FinishReason, GenerationRequest, Generator, LlmError, Prompt};
 use nxt_sandbox::{Pool, PoolConfig};
 
-/// The benchmark data directory (`NXT_DATA_DIR`, else `../shared/data` beside the checkout),
-/// or None (with a message) where it is missing.
+/// The benchmark data (see `nxt_sandbox::test_support::data_dir`).
 pub fn data_dir() -> Option<std::path::PathBuf> {
-    let d = std::env::var_os("NXT_DATA_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
-        });
-    if d.join("humanevalfix").is_dir() {
-        Some(d)
-    } else {
-        nxt_sandbox::test_support::skip(
-            nxt_sandbox::test_support::DATA,
-            &format!("NXT_DATA_DIR {} not found", d.display()),
-        );
-        None
-    }
+    nxt_sandbox::test_support::data_dir(env!("CARGO_MANIFEST_DIR"), &["humanevalfix"])
 }
 
 /// A sandbox pool, or None (with a message) where the sandbox cannot start.

@@ -1,23 +1,11 @@
 //! Shared helpers of the real-data tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// `NXT_DATA_DIR`, else `<workspace root>/../shared/data`; `None` (with a message) if absent.
-pub fn data_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("NXT_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if dir.join("mbpp/mbpp.jsonl").is_file() {
-        Some(dir)
-    } else {
-        nxt_sandbox::test_support::skip(
-            nxt_sandbox::test_support::DATA,
-            &format!("NXT_DATA_DIR ({}) not found", dir.display()),
-        );
-        None
-    }
+/// The benchmark data (see `nxt_sandbox::test_support::data_dir`).
+pub fn data_dir() -> Option<std::path::PathBuf> {
+    nxt_sandbox::test_support::data_dir(env!("CARGO_MANIFEST_DIR"), &["mbpp/mbpp.jsonl"])
 }
 
 /// One sandbox pool per test binary (weak isolation accepted: CI containers may lack layers).
