@@ -1,5 +1,6 @@
 //! `nxt-core`: trace-augmented program repair (NExT) on top of the sandbox (`nxt-sandbox`),
-//! the tracer (`nxt-trace`), the datasets (`nxt-data`) and the generators (`nxt-llm`).
+//! the tracer (`nxt-trace`), the datasets (`nxt-data`) and the generators (`nxt-llm`, on
+//! `nxt-engine`'s model for the embedded one).
 //!
 //! * [`prompt`]: the NExT prompt (few-/zero-shot, with/without trace, chat/completion) and the
 //!   proxy prompt; [`exemplars`]: the three worked few-shot exemplars.

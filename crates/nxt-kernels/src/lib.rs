@@ -1,5 +1,5 @@
 //! Fused CPU kernels, each with a backward pass of its own, for the differentiable (training)
-//! path of the embedded engine's transformer (`nxt-llm`'s `engine::model`).
+//! path of the embedded engine's transformer (`nxt-engine`'s `model`).
 //!
 //! candle builds a differentiable op out of many small ones; each allocates a full-size tensor
 //! in the forward pass and more in the backward pass. Where such a chain sits on the hot path

@@ -1,5 +1,5 @@
-//! `nxt-train`: supervised fine-tuning (LoRA and full) on the embedded engine, PEFT adapters
-//! out, and a hand-off to TRL for multi-GPU training.
+//! `nxt-train`: supervised fine-tuning (LoRA and full) on `nxt-engine`'s differentiable model (no
+//! HTTP stack), PEFT adapters out, and a hand-off to TRL for multi-GPU training.
 //!
 //! One contract for every trainer: `train.jsonl` of `{"prompt", "completion"}` lines in,
 //! a PEFT LoRA adapter (or, with `full`, a Hugging Face model directory) out, with
